@@ -1,0 +1,402 @@
+"""Online sequential ELM: output weights learned by (weighted) recursive least squares.
+
+Liang, Huang, Saratchandran and Sundararajan, "A fast and accurate online sequential learning
+algorithm for feedforward networks", IEEE TNN 17(6) (2006), for the block form through the
+Woodbury identity; the weighted ridge objective is
+
+    beta = argmin  sum_i w_i ||t_i - h_i beta||^2 + ||beta||^2 / C
+         = (U + I/C)^-1 V,   U = sum_i w_i h_i^T h_i,   V = sum_i w_i h_i^T t_i.
+
+``P = (U + I/C)^-1`` is updated in place with BLAS (one triangle of the symmetric matrices is
+stored, so ``P`` and ``U`` are symmetric by construction). ``U`` and ``V`` are kept because the
+exact federated strategy sums them across devices, and because a periodic exact re-solve from
+them removes the round-off that RLS accumulates.
+
+Forgetting (``forgetting < 1``) discounts old beats by ``lambda`` per beat. In directions the
+data stop exciting, ``P`` then grows by ``1/lambda`` per beat without bound ("covariance windup",
+Fortescue, Kershenbaum and Ydstie, Automatica 17(6), 1981); the guard suspends forgetting for an
+update whenever it would lift ``trace(P)`` above ``max_trace`` (by default the initial trace
+``L * C``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import blas, cho_factor, cho_solve, solve_triangular
+
+from smfel.agent.errors import LearnerError
+from smfel.agent.hidden import HiddenLayer
+
+__all__ = ["OSELM", "SufficientStatistics", "balanced_class_weights", "symmetric_from_upper"]
+
+F64 = NDArray[np.float64]
+
+_dsymv = blas.dsymv
+_dsyr = blas.dsyr
+_dger = blas.dger
+_dsyrk = blas.dsyrk
+_dsymm = blas.dsymm
+_dgemm = blas.dgemm
+
+
+def symmetric_from_upper(A: F64) -> F64:
+    """A full symmetric copy of a matrix of which only the upper triangle is meaningful."""
+    upper = np.triu(A)
+    full = upper + np.triu(A, 1).T
+    return np.ascontiguousarray(full)
+
+
+def balanced_class_weights(counts: ArrayLike) -> F64:
+    """Weights ``n / (K * n_k)`` that give every present class the same total weight.
+
+    Classes with no samples get weight 1, so the vector is always usable as a learner parameter.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 1 or (c < 0).any():
+        raise LearnerError("counts must be a vector of non-negative numbers")
+    present = c > 0
+    w = np.ones_like(c)
+    if present.any():
+        w[present] = c[present].sum() / (present.sum() * c[present])
+    return w
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SufficientStatistics:
+    """``U = sum w h h^T`` (L, L), ``V = sum w h t^T`` (L, K), beat count and counts per class."""
+
+    U: F64
+    V: F64
+    n: int
+    class_counts: NDArray[np.int64]
+
+    def __sub__(self, other: SufficientStatistics) -> SufficientStatistics:
+        return SufficientStatistics(
+            self.U - other.U, self.V - other.V, self.n - other.n, self.class_counts - other.class_counts
+        )
+
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        return SufficientStatistics(
+            self.U + other.U, self.V + other.V, self.n + other.n, self.class_counts + other.class_counts
+        )
+
+    @classmethod
+    def zeros(cls, n_hidden: int, n_classes: int) -> SufficientStatistics:
+        return cls(
+            np.zeros((n_hidden, n_hidden)),
+            np.zeros((n_hidden, n_classes)),
+            0,
+            np.zeros(n_classes, dtype=np.int64),
+        )
+
+    def solve(self, C: float) -> F64:
+        """The ridge solution ``(U + I/C)^-1 V``."""
+        A = self.U + np.eye(self.U.shape[0]) / C
+        return np.asarray(cho_solve(cho_factor(A), self.V), dtype=np.float64)
+
+
+class OSELM:
+    """An ELM classifier whose output weights are learned online by weighted RLS.
+
+    Parameters are stored as given (scikit-learn style); learned state (``beta_``, ``P_``,
+    ``U_``, ``V_``, ``n_seen_``, ``class_counts_``) appears on the first call to a ``learn``
+    method and is then overwritten in place, so memory per update is constant.
+
+    Parameters
+    ----------
+    hidden:
+        The fixed hidden layer, shared by the federation.
+    classes:
+        Class names; labels are indices into this sequence.
+    C:
+        Ridge parameter: the objective adds ``||beta||^2 / C``.
+    class_weight:
+        Weight of a beat of each class (the N class is about 90% of beats), or ``None`` for 1.
+    forgetting:
+        ``lambda`` in (0, 1]; 1 keeps every beat (and is what exact federation needs).
+    max_trace:
+        The windup guard's bound on ``trace(P)``; ``None`` means ``L * C``.
+    resolve_every:
+        Re-solve exactly from ``U`` and ``V`` every this many beats; 0 never.
+    """
+
+    def __init__(
+        self,
+        hidden: HiddenLayer,
+        classes: Sequence[str] = ("N", "S", "V", "F"),
+        *,
+        C: float = 1.0,
+        class_weight: ArrayLike | None = None,
+        forgetting: float = 1.0,
+        max_trace: float | None = None,
+        resolve_every: int = 0,
+    ) -> None:
+        self.hidden = hidden
+        self.classes = tuple(classes)
+        self.C = C
+        self.class_weight = class_weight
+        self.forgetting = forgetting
+        self.max_trace = max_trace
+        self.resolve_every = resolve_every
+
+    # -- parameters -----------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "classes": self.classes,
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "forgetting": self.forgetting,
+            "max_trace": self.max_trace,
+            "resolve_every": self.resolve_every,
+        }
+
+    def clone(self) -> OSELM:
+        """A new, unfitted learner with the same parameters."""
+        return OSELM(**self.get_params())
+
+    @property
+    def n_hidden(self) -> int:
+        return self.hidden.n_hidden
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "beta_")
+
+    def _weights(self) -> F64:
+        K = self.n_classes
+        if self.class_weight is None:
+            return np.ones(K)
+        w = np.asarray(self.class_weight, dtype=np.float64)
+        if w.shape != (K,) or not np.isfinite(w).all() or (w <= 0).any():
+            raise LearnerError(f"class_weight must be {K} positive finite numbers, got {w!r}")
+        return w
+
+    def _check_params(self) -> None:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise LearnerError(f"classes must be at least two distinct names, got {self.classes}")
+        if not (np.isfinite(self.C) and self.C > 0):
+            raise LearnerError(f"C must be positive and finite, got {self.C}")
+        if not (0.0 < self.forgetting <= 1.0):
+            raise LearnerError(f"forgetting must be in (0, 1], got {self.forgetting}")
+        if self.max_trace is not None and not self.max_trace > 0:
+            raise LearnerError(f"max_trace must be positive, got {self.max_trace}")
+        if self.resolve_every < 0:
+            raise LearnerError(f"resolve_every must be >= 0, got {self.resolve_every}")
+        self._weights()
+
+    # -- state ----------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        self._check_params()
+        L, K = self.n_hidden, self.n_classes
+        self.class_weight_ = self._weights()
+        self.P_: F64 = np.asfortranarray(np.eye(L) * self.C)
+        self.beta_: F64 = np.zeros((L, K), order="F")
+        self.U_: F64 = np.zeros((L, L), order="F")
+        self.V_: F64 = np.zeros((L, K), order="F")
+        self.n_seen_ = 0
+        self.class_counts_ = np.zeros(K, dtype=np.int64)
+        self.since_resolve_ = 0
+        self.trace_limit_ = float(self.max_trace) if self.max_trace is not None else L * self.C
+        # Work buffers reused by every update.
+        self._h = np.empty(L)
+        self._g = np.empty(L)
+        self._e = np.empty(K)
+
+    def _ensure(self) -> None:
+        if not self.is_fitted:
+            self._init_state()
+
+    def _label(self, y: int) -> int:
+        yi = int(y)
+        if yi != y or not 0 <= yi < self.n_classes:
+            raise LearnerError(f"label must be an integer in [0, {self.n_classes}), got {y!r}")
+        return yi
+
+    # -- learning -------------------------------------------------------------------------
+    def learn_one(self, x: ArrayLike, y: int) -> OSELM:
+        """Learn one beat: feature vector ``x`` (d,) with class index ``y``."""
+        self._ensure()
+        h = self.hidden.transform_one(x, out=self._h)
+        return self._update_one(h, self._label(y))
+
+    def learn_hidden_one(self, h: ArrayLike, y: int) -> OSELM:
+        """Learn one beat whose hidden vector ``h`` (L,) was computed elsewhere (the runtime)."""
+        self._ensure()
+        hv = np.asarray(h, dtype=np.float64)
+        if hv.shape != (self.n_hidden,) or not np.isfinite(hv).all():
+            raise LearnerError(f"h must be {self.n_hidden} finite numbers, got shape {hv.shape}")
+        return self._update_one(hv, self._label(y))
+
+    def _forget(self, steps: int) -> None:
+        lam = self.forgetting**steps
+        P = self.P_
+        # Only the upper triangle is meaningful; its diagonal is the trace.
+        if np.trace(P) / lam <= self.trace_limit_:
+            P *= 1.0 / lam
+            self.U_ *= lam
+            self.V_ *= lam
+
+    def _update_one(self, h: F64, y: int) -> OSELM:
+        w = float(self.class_weight_[y])
+        if self.forgetting < 1.0:
+            self._forget(1)
+        P, beta = self.P_, self.beta_
+        g = _dsymv(1.0, P, h, y=self._g, overwrite_y=1)
+        den = 1.0 / w + float(h @ g)
+        e = self._e
+        np.dot(h, beta, out=e)
+        np.negative(e, out=e)
+        e[y] += 1.0
+        _dger(1.0 / den, g, e, a=beta, overwrite_a=1, overwrite_x=0, overwrite_y=0)
+        _dsyr(-1.0 / den, g, a=P, overwrite_a=1)
+        _dsyr(w, h, a=self.U_, overwrite_a=1)
+        self.V_[:, y] += w * h
+        self.n_seen_ += 1
+        self.class_counts_[y] += 1
+        self.since_resolve_ += 1
+        if self.resolve_every and self.since_resolve_ >= self.resolve_every:
+            self.resolve()
+        return self
+
+    def learn_many(self, X: ArrayLike, y: ArrayLike) -> OSELM:
+        """Learn a block of beats at once (Woodbury identity): ``X`` (n, d), ``y`` (n,)."""
+        self._ensure()
+        H = self.hidden.transform(X)
+        return self._update_many(H, self._labels(y, H.shape[0]))
+
+    def learn_hidden_many(self, H: ArrayLike, y: ArrayLike) -> OSELM:
+        """Block update from precomputed hidden vectors ``H`` (n, L)."""
+        self._ensure()
+        Hv = np.ascontiguousarray(H, dtype=np.float64)
+        if Hv.ndim != 2 or Hv.shape[1] != self.n_hidden or not np.isfinite(Hv).all():
+            raise LearnerError(f"H must be (n, {self.n_hidden}) finite numbers, got {Hv.shape}")
+        return self._update_many(Hv, self._labels(y, Hv.shape[0]))
+
+    def _labels(self, y: ArrayLike, n: int) -> NDArray[np.intp]:
+        yv = np.asarray(y)
+        if yv.shape != (n,):
+            raise LearnerError(f"y must have shape ({n},), got {yv.shape}")
+        if n and (
+            not np.issubdtype(yv.dtype, np.integer) or yv.min() < 0 or yv.max() >= self.n_classes
+        ):
+            raise LearnerError(f"labels must be integers in [0, {self.n_classes})")
+        return yv.astype(np.intp)
+
+    def _update_many(self, H: F64, y: NDArray[np.intp]) -> OSELM:
+        m = H.shape[0]
+        if m == 0:
+            return self
+        if m == 1:
+            return self._update_one(np.ascontiguousarray(H[0]), int(y[0]))
+        K = self.n_classes
+        w = self.class_weight_[y]
+        if self.forgetting < 1.0:
+            # Beat i of the block is discounted lambda^(m-1-i), as if learned one at a time.
+            self._forget(m)
+            w = w * self.forgetting ** np.arange(m - 1, -1, -1, dtype=np.float64)
+        P, beta = self.P_, self.beta_
+        Ht = H.T  # (L, m), Fortran-ordered view of the C-ordered block
+        G = _dsymm(1.0, P, Ht)  # P H^T, (L, m)
+        S = H @ G
+        S[np.diag_indices(m)] += 1.0 / w
+        R = np.linalg.cholesky(S).T  # S = R^T R, R upper
+        E = np.zeros((m, K))
+        E[np.arange(m), y] = 1.0
+        E -= H @ beta
+        # beta += G S^-1 E
+        X = solve_triangular(R, solve_triangular(R, E, trans="T"), trans="N")
+        _dgemm(1.0, G, X, beta=1.0, c=beta, overwrite_c=1)
+        # P -= (G R^-1)(G R^-1)^T
+        A = solve_triangular(R, G.T, trans="T").T  # (L, m) = G R^-1
+        _dsyrk(-1.0, A, beta=1.0, c=P, overwrite_c=1)
+        # U += H^T diag(w) H ; V += H^T diag(w) T
+        sw = np.sqrt(w)
+        Hw = H * sw[:, None]
+        _dsyrk(1.0, Hw, beta=1.0, c=self.U_, trans=1, overwrite_c=1)
+        T = np.zeros((m, K))
+        T[np.arange(m), y] = w
+        _dgemm(1.0, H, T, beta=1.0, c=self.V_, trans_a=1, overwrite_c=1)
+        self.n_seen_ += m
+        np.add.at(self.class_counts_, y, 1)
+        self.since_resolve_ += m
+        if self.resolve_every and self.since_resolve_ >= self.resolve_every:
+            self.resolve()
+        return self
+
+    def resolve(self) -> OSELM:
+        """Recompute ``beta`` and ``P`` exactly from ``U`` and ``V`` (removes RLS round-off)."""
+        self._ensure()
+        L = self.n_hidden
+        A = symmetric_from_upper(self.U_)
+        A[np.diag_indices(L)] += 1.0 / self.C
+        cf = cho_factor(A)
+        self.beta_[...] = cho_solve(cf, self.V_)
+        self.P_[...] = cho_solve(cf, np.eye(L))
+        self.since_resolve_ = 0
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def _beta(self) -> F64:
+        if not self.is_fitted:
+            return np.zeros((self.n_hidden, self.n_classes))
+        return self.beta_
+
+    def predict_one(self, x: ArrayLike) -> F64:
+        """Class scores (K,) for one feature vector; the predicted class is their argmax."""
+        return self.hidden.transform_one(x) @ self._beta()
+
+    def predict_many(self, X: ArrayLike) -> F64:
+        """Class scores (n, K) for a batch of feature vectors."""
+        return self.hidden.transform(X) @ self._beta()
+
+    def predict_hidden_many(self, H: ArrayLike) -> F64:
+        return np.asarray(H, dtype=np.float64) @ self._beta()
+
+    # -- federation -----------------------------------------------------------------------
+    def statistics(self) -> SufficientStatistics:
+        """A copy of the accumulated statistics, full symmetric ``U``."""
+        self._ensure()
+        return SufficientStatistics(
+            symmetric_from_upper(self.U_),
+            np.ascontiguousarray(self.V_),
+            int(self.n_seen_),
+            self.class_counts_.copy(),
+        )
+
+    def covariance(self) -> F64:
+        """A full symmetric copy of ``P = (U + I/C)^-1``."""
+        self._ensure()
+        return symmetric_from_upper(self.P_)
+
+    def adopt(self, beta: ArrayLike, statistics: SufficientStatistics | None = None) -> OSELM:
+        """Take a global model: ``beta``, and with the pooled statistics also ``U``, ``V``, ``P``.
+
+        With statistics, learning continues exactly as if this device had learned every beat
+        of the federation; without them only ``beta`` changes and ``P`` keeps the local
+        curvature.
+        """
+        self._ensure()
+        b = np.asarray(beta, dtype=np.float64)
+        L, K = self.n_hidden, self.n_classes
+        if b.shape != (L, K) or not np.isfinite(b).all():
+            raise LearnerError(f"beta must be ({L}, {K}) finite numbers, got {b.shape}")
+        if statistics is not None:
+            if statistics.U.shape != (L, L) or statistics.V.shape != (L, K):
+                raise LearnerError("statistics do not match this learner's dimensions")
+            self.U_[...] = statistics.U
+            self.V_[...] = statistics.V
+            self.n_seen_ = int(statistics.n)
+            self.class_counts_[...] = statistics.class_counts
+            self.resolve()
+        self.beta_[...] = b
+        return self

@@ -1,0 +1,34 @@
+"""``smfel-aggregator``: the consensus and aggregation service's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from smfel._cli import configure_logging, make_parser
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "smfel-aggregator", "smfel aggregation service: verification, rounds, strategies, ledger"
+    )
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

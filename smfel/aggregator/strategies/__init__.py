@@ -1,0 +1,3 @@
+"""Aggregation strategies, one module each behind one interface."""
+
+__all__: list[str] = []
