@@ -1,0 +1,1 @@
+"""Test helpers: real peers (a Mosquitto broker) started by the tests."""
