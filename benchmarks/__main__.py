@@ -25,7 +25,9 @@ def _load_all() -> None:
 def main(argv: list[str] | None = None) -> int:
     _load_all()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {sorted(REGISTRY)}")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all): {sorted(REGISTRY)}"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)

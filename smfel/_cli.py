@@ -31,7 +31,9 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def configure_logging(level: str) -> None:
     """Configure logging once, journald-friendly (no timestamps) when under systemd."""
     under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else (
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if under_systemd
+        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=getattr(logging, level), format=fmt, stream=sys.stderr)

@@ -29,9 +29,7 @@ def _state_info(args: argparse.Namespace) -> int:
         "n_hidden": learner.n_hidden,
         "classes": list(learner.classes),
         "beats_learned": int(learner.n_seen_),
-        "beats_per_class": dict(
-            zip(learner.classes, learner.class_counts_.tolist(), strict=True)
-        ),
+        "beats_per_class": dict(zip(learner.classes, learner.class_counts_.tolist(), strict=True)),
         "trace_P": float(np.trace(learner.P_)),
     }
     print(json.dumps(info, indent=2))

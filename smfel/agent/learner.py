@@ -8,7 +8,11 @@ Woodbury identity; the weighted ridge objective is
          = (U + I/C)^-1 V,   U = sum_i w_i h_i^T h_i,   V = sum_i w_i h_i^T t_i.
 
 ``P = (U + I/C)^-1`` is updated in place with BLAS (one triangle of the symmetric matrices is
-stored, so ``P`` and ``U`` are symmetric by construction). ``U`` and ``V`` are kept because the
+stored, so ``P`` and ``U`` are symmetric by construction). One beat at a time, the rank-one
+corrections ``g g^T / den`` of ``P`` and ``w h h^T`` of ``U`` are held back for up to 32 beats:
+``P h`` is then ``P0 h - G D^-1 G^T h`` from the held corrections, and the corrections are
+applied together as one symmetric rank-k (BLAS-3) update. This is the same arithmetic reordered,
+and reading ``P_`` or ``U_`` applies whatever is held first. ``U`` and ``V`` are kept because the
 exact federated strategy sums them across devices, and because a periodic exact re-solve from
 them removes the round-off that RLS accumulates.
 
@@ -21,13 +25,14 @@ update whenever it would lift ``trace(P)`` above ``max_trace`` (by default the i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import blas, cho_factor, cho_solve, solve_triangular
+from scipy.linalg import blas, cho_factor, cho_solve, lapack
 
 from smfel.agent.errors import LearnerError
 from smfel.agent.hidden import HiddenLayer
@@ -39,9 +44,16 @@ F64 = NDArray[np.float64]
 _dsymv = blas.dsymv
 _dsyr = blas.dsyr
 _dger = blas.dger
+_dgemv = blas.dgemv
 _dsyrk = blas.dsyrk
 _dsymm = blas.dsymm
 _dgemm = blas.dgemm
+_dtrsm = blas.dtrsm
+_dpotrf = lapack.dpotrf
+_dpotrs = lapack.dpotrs
+
+#: Beats whose rank-one corrections of P and U are held back and applied as one BLAS-3 update.
+_LAZY = 32
 
 
 def symmetric_from_upper(A: F64) -> F64:
@@ -77,12 +89,18 @@ class SufficientStatistics:
 
     def __sub__(self, other: SufficientStatistics) -> SufficientStatistics:
         return SufficientStatistics(
-            self.U - other.U, self.V - other.V, self.n - other.n, self.class_counts - other.class_counts
+            self.U - other.U,
+            self.V - other.V,
+            self.n - other.n,
+            self.class_counts - other.class_counts,
         )
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         return SufficientStatistics(
-            self.U + other.U, self.V + other.V, self.n + other.n, self.class_counts + other.class_counts
+            self.U + other.U,
+            self.V + other.V,
+            self.n + other.n,
+            self.class_counts + other.class_counts,
         )
 
     @classmethod
@@ -199,9 +217,9 @@ class OSELM:
         self._check_params()
         L, K = self.n_hidden, self.n_classes
         self.class_weight_ = self._weights()
-        self.P_: F64 = np.asfortranarray(np.eye(L) * self.C)
+        self._P: F64 = np.asfortranarray(np.eye(L) * self.C)
         self.beta_: F64 = np.zeros((L, K), order="F")
-        self.U_: F64 = np.zeros((L, L), order="F")
+        self._U: F64 = np.zeros((L, L), order="F")
         self.V_: F64 = np.zeros((L, K), order="F")
         self.n_seen_ = 0
         self.class_counts_ = np.zeros(K, dtype=np.int64)
@@ -211,6 +229,34 @@ class OSELM:
         self._h = np.empty(L)
         self._g = np.empty(L)
         self._e = np.empty(K)
+        self._pending = 0
+        self._Gbuf = np.empty((L, _LAZY), order="F")
+        self._dens = np.empty(_LAZY)
+        self._Hbuf = np.empty((_LAZY, L))
+        self._c = np.empty(_LAZY)
+
+    @property
+    def P_(self) -> F64:  # noqa: N802 (matrix names follow the papers)
+        """``P = (U + I/C)^-1``; only the upper triangle is meaningful."""
+        self._flush()
+        return self._P
+
+    @property
+    def U_(self) -> F64:  # noqa: N802
+        """``U = sum w h h^T``; only the upper triangle is meaningful."""
+        self._flush()
+        return self._U
+
+    def _flush(self) -> None:
+        """Apply the held-back rank-one corrections of ``P`` and ``U`` as rank-k updates."""
+        j = self._pending
+        if not j:
+            return
+        G = self._Gbuf[:, :j]
+        G *= 1.0 / np.sqrt(self._dens[:j])
+        _dsyrk(-1.0, G, beta=1.0, c=self._P, overwrite_c=1)
+        _dsyrk(1.0, self._Hbuf[:j].T, beta=1.0, c=self._U, overwrite_c=1)
+        self._pending = 0
 
     def _ensure(self) -> None:
         if not self.is_fitted:
@@ -233,34 +279,49 @@ class OSELM:
         """Learn one beat whose hidden vector ``h`` (L,) was computed elsewhere (the runtime)."""
         self._ensure()
         hv = np.asarray(h, dtype=np.float64)
-        if hv.shape != (self.n_hidden,) or not np.isfinite(hv).all():
+        if hv.shape != (self.n_hidden,):
             raise LearnerError(f"h must be {self.n_hidden} finite numbers, got shape {hv.shape}")
         return self._update_one(hv, self._label(y))
 
     def _forget(self, steps: int) -> None:
         lam = self.forgetting**steps
-        P = self.P_
+        self._flush()
+        P = self._P
         # Only the upper triangle is meaningful; its diagonal is the trace.
         if np.trace(P) / lam <= self.trace_limit_:
             P *= 1.0 / lam
-            self.U_ *= lam
+            self._U *= lam
             self.V_ *= lam
 
     def _update_one(self, h: F64, y: int) -> OSELM:
         w = float(self.class_weight_[y])
         if self.forgetting < 1.0:
             self._forget(1)
-        P, beta = self.P_, self.beta_
-        g = _dsymv(1.0, P, h, y=self._g, overwrite_y=1)
+        g = _dsymv(1.0, self._P, h, y=self._g, overwrite_y=1)
+        j = self._pending
+        if j:
+            # P h with the held corrections: P0 h - G diag(1/den) G^T h.
+            Gj = self._Gbuf[:, :j]
+            c = self._c[:j]
+            np.dot(h, Gj, out=c)
+            c /= self._dens[:j]
+            g = _dgemv(-1.0, Gj, c, beta=1.0, y=g, overwrite_y=1)
         den = 1.0 / w + float(h @ g)
+        if not (math.isfinite(den) and den > 0.0):
+            raise LearnerError("h must be finite numbers (the update would not be finite)")
+        beta = self.beta_
         e = self._e
         np.dot(h, beta, out=e)
         np.negative(e, out=e)
         e[y] += 1.0
         _dger(1.0 / den, g, e, a=beta, overwrite_a=1, overwrite_x=0, overwrite_y=0)
-        _dsyr(-1.0 / den, g, a=P, overwrite_a=1)
-        _dsyr(w, h, a=self.U_, overwrite_a=1)
+        self._Gbuf[:, j] = g
+        self._dens[j] = den
+        np.multiply(h, math.sqrt(w), out=self._Hbuf[j])
         self.V_[:, y] += w * h
+        self._pending = j + 1
+        if self._pending == _LAZY or self.forgetting < 1.0:
+            self._flush()
         self.n_seen_ += 1
         self.class_counts_[y] += 1
         self.since_resolve_ += 1
@@ -298,34 +359,33 @@ class OSELM:
             return self
         if m == 1:
             return self._update_one(np.ascontiguousarray(H[0]), int(y[0]))
+        self._flush()
         K = self.n_classes
         w = self.class_weight_[y]
         if self.forgetting < 1.0:
             # Beat i of the block is discounted lambda^(m-1-i), as if learned one at a time.
             self._forget(m)
             w = w * self.forgetting ** np.arange(m - 1, -1, -1, dtype=np.float64)
-        P, beta = self.P_, self.beta_
-        Ht = H.T  # (L, m), Fortran-ordered view of the C-ordered block
+        P, beta = self._P, self.beta_
+        Ht = H.T  # (L, m), a Fortran-ordered view of the C-ordered block
         G = _dsymm(1.0, P, Ht)  # P H^T, (L, m)
         S = H @ G
         S[np.diag_indices(m)] += 1.0 / w
-        R = np.linalg.cholesky(S).T  # S = R^T R, R upper
-        E = np.zeros((m, K))
-        E[np.arange(m), y] = 1.0
-        E -= H @ beta
-        # beta += G S^-1 E
-        X = solve_triangular(R, solve_triangular(R, E, trans="T"), trans="N")
-        _dgemm(1.0, G, X, beta=1.0, c=beta, overwrite_c=1)
-        # P -= (G R^-1)(G R^-1)^T
-        A = solve_triangular(R, G.T, trans="T").T  # (L, m) = G R^-1
-        _dsyrk(-1.0, A, beta=1.0, c=P, overwrite_c=1)
-        # U += H^T diag(w) H ; V += H^T diag(w) T
-        sw = np.sqrt(w)
-        Hw = H * sw[:, None]
-        _dsyrk(1.0, Hw, beta=1.0, c=self.U_, trans=1, overwrite_c=1)
+        R, info = _dpotrf(S, lower=0, clean=1, overwrite_a=1)  # S = R^T R
+        if info != 0:
+            raise LearnerError("block update is not positive definite (non-finite inputs?)")
+        rows = np.arange(m)
+        E = -(H @ beta)
+        E[rows, y] += 1.0
+        X, info = _dpotrs(R, E, lower=0, overwrite_b=1)  # S^-1 E
+        _dgemm(1.0, G, X, beta=1.0, c=beta, overwrite_c=1)  # beta += G S^-1 E
+        A = _dtrsm(1.0, R, G, side=1, lower=0, overwrite_b=1)  # G R^-1, in place
+        _dsyrk(-1.0, A, beta=1.0, c=P, overwrite_c=1)  # P -= G S^-1 G^T
+        Hw = H * np.sqrt(w)[:, None]
+        _dsyrk(1.0, Hw.T, beta=1.0, c=self._U, overwrite_c=1)  # U += H^T W H
         T = np.zeros((m, K))
-        T[np.arange(m), y] = w
-        _dgemm(1.0, H, T, beta=1.0, c=self.V_, trans_a=1, overwrite_c=1)
+        T[rows, y] = w
+        _dgemm(1.0, Ht, T, beta=1.0, c=self.V_, overwrite_c=1)  # V += H^T W T
         self.n_seen_ += m
         np.add.at(self.class_counts_, y, 1)
         self.since_resolve_ += m
@@ -341,7 +401,7 @@ class OSELM:
         A[np.diag_indices(L)] += 1.0 / self.C
         cf = cho_factor(A)
         self.beta_[...] = cho_solve(cf, self.V_)
-        self.P_[...] = cho_solve(cf, np.eye(L))
+        self._P[...] = cho_solve(cf, np.eye(L))
         self.since_resolve_ = 0
         return self
 

@@ -40,7 +40,13 @@ def report(cm: NDArray[np.int64], classes: Sequence[str]) -> dict[str, Any]:
         tp = int(cm[i, i])
         fn = int(cm[i].sum() - tp)
         fp = int(cm[:, i].sum() - tp)
-        per[name] = {"se": _ratio(tp, tp + fn), "ppv": _ratio(tp, tp + fp), "tp": tp, "fn": fn, "fp": fp}
+        per[name] = {
+            "se": _ratio(tp, tp + fn),
+            "ppv": _ratio(tp, tp + fp),
+            "tp": tp,
+            "fn": fn,
+            "fp": fp,
+        }
     total = int(cm.sum())
     acc = float(np.trace(cm) / total) if total else None
 
