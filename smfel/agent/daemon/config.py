@@ -1,0 +1,410 @@
+"""The agent's typed configuration: a board profile merged under the site file, checked up front.
+
+A configuration is built in three layers, later ones winning key by key inside each section:
+the defaults written below, the board profile named by the site file's ``board`` key (one of
+``board_configs/*.toml`` or a path to such a file), and the site file itself (normally
+``/etc/smfel/agent.toml``). Every key is checked for its type and range before the agent opens
+a port, a file or a socket; every bad key is reported on its own line (``section.key: what was
+expected``), and the command line exits with ``EX_CONFIG`` (78, sysexits.h), which systemd
+treats as a configuration failure.
+
+The same objects are built in code (``AgentConfig(node=NodeConfig(id="a"), ...)``) by the
+fleet simulation, so nothing here needs a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from smfel.agent.daemon.boards import BoardNotFound, read_board
+from smfel.agent.errors import SmfelError
+
+__all__ = [
+    "AgentConfig",
+    "AlertsConfig",
+    "ConfigError",
+    "LearningConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "NodeConfig",
+    "RuntimeConfig",
+    "SourceConfig",
+    "StateConfig",
+    "TelemetryConfig",
+    "WatchdogConfig",
+    "config_from_mapping",
+    "load_config",
+]
+
+DEFAULT_BOARD = "x86-sim"
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._/-]+[A-Za-z0-9._-]$")
+
+
+class ConfigError(SmfelError):
+    """The configuration is unusable; ``problems`` holds one line per bad key."""
+
+    def __init__(self, problems: list[str], source: str = "<config>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+# Every section is a frozen dataclass: its field types drive the checks in _coerce, its
+# defaults are the built-in layer, and ``_check`` adds the range checks a type cannot express.
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    id: str = ""
+    site: str = ""
+
+    def _check(self) -> list[str]:
+        if not _NODE_ID.match(self.id):
+            return [
+                "id: expected 1-64 characters of letters, digits, '.', '_' or '-' "
+                f"(it becomes part of MQTT topics), got {self.id!r}"
+            ]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    url: str = "synthetic://?hr=72&pvc=0.05&apc=0.02&seed=1"
+    fs: int = 360
+    lead: str = "MLII"
+
+    def _check(self) -> list[str]:
+        out = []
+        if "://" not in self.url:
+            out.append(
+                f"url: expected a source URL such as serial:///dev/ttyACM0, got {self.url!r}"
+            )
+        if not 50 <= self.fs <= 10_000:
+            out.append(f"fs: expected a sampling rate in Hz between 50 and 10000, got {self.fs}")
+        if not self.lead:
+            out.append("lead: expected a signal name such as MLII")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    bundle: str = ""
+    variant: Literal["float32", "int8"] = "float32"
+    trusted_keys: tuple[str, ...] = ()
+    bundle_topic: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    delegate: str = ""
+    delegate_options: Mapping[str, str] = field(default_factory=dict)
+    threads: int = 1
+
+    def _check(self) -> list[str]:
+        if not 1 <= self.threads <= 64:
+            return [f"threads: expected 1..64, got {self.threads}"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class LearningConfig:
+    enabled: bool = True
+    min_beats: int = 50
+    checkpoint_every: int = 500
+    C: float = 0.0
+    balanced: bool = True
+
+    def _check(self) -> list[str]:
+        out = []
+        if self.min_beats < 1:
+            out.append(f"min_beats: expected a positive number of beats, got {self.min_beats}")
+        if self.checkpoint_every < 1:
+            out.append(
+                f"checkpoint_every: expected a positive number of beats, got {self.checkpoint_every}"
+            )
+        if self.C < 0:
+            out.append(
+                f"C: expected a positive ridge parameter (0 = the model default), got {self.C}"
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 1883
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    keepalive: int = 30
+    topic_prefix: str = "smfel/v1"
+
+    def _check(self) -> list[str]:
+        out = []
+        if not self.host:
+            out.append("host: expected a broker host name or address")
+        if not 1 <= self.port <= 65535:
+            out.append(f"port: expected 1..65535, got {self.port}")
+        if not 5 <= self.keepalive <= 3600:
+            out.append(f"keepalive: expected 5..3600 seconds, got {self.keepalive}")
+        if bool(self.cert_file) != bool(self.key_file):
+            out.append("cert_file: a client certificate needs key_file too (and the reverse)")
+        if not _TOPIC_PREFIX.match(self.topic_prefix) or "//" in self.topic_prefix:
+            out.append(
+                f"topic_prefix: expected a topic prefix such as smfel/v1, got {self.topic_prefix!r}"
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    interval: float = 10.0
+    home_assistant: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    def _check(self) -> list[str]:
+        if not 0.05 <= self.interval <= 3600:
+            return [f"interval: expected 0.05..3600 seconds, got {self.interval}"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    v_run: int = 3
+    v_per_minute: float = 10.0
+    window: float = 60.0
+    cooldown: float = 30.0
+
+    def _check(self) -> list[str]:
+        out = []
+        if self.v_run < 2:
+            out.append(f"v_run: expected at least 2 consecutive beats, got {self.v_run}")
+        if self.v_per_minute <= 0:
+            out.append(f"v_per_minute: expected a positive rate, got {self.v_per_minute}")
+        if not 5 <= self.window <= 3600:
+            out.append(f"window: expected 5..3600 seconds, got {self.window}")
+        if self.cooldown < 0:
+            out.append(f"cooldown: expected seconds >= 0, got {self.cooldown}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    directory: str = "/var/lib/smfel-agent"
+    key_file: str = "node.key"
+
+    def _check(self) -> list[str]:
+        return [] if self.directory else ["directory: expected a directory path"]
+
+    def path(self, name: str) -> Path:
+        """``name`` inside the state directory (absolute names are kept)."""
+        return Path(self.directory) / name
+
+    def key_path(self) -> Path:
+        # A systemd credential (LoadCredential=node.key:...) wins over the state directory.
+        cred = os.environ.get("CREDENTIALS_DIRECTORY")
+        if cred and (Path(cred) / Path(self.key_file).name).is_file():
+            return Path(cred) / Path(self.key_file).name
+        return self.path(self.key_file)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogConfig:
+    stall_seconds: float = 10.0
+
+    def _check(self) -> list[str]:
+        if not 0.1 <= self.stall_seconds <= 3600:
+            return [f"stall_seconds: expected 0.1..3600 seconds, got {self.stall_seconds}"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The whole configuration; every section has working defaults except ``node.id``."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    board: str = DEFAULT_BOARD
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+
+    def validate(self) -> AgentConfig:
+        """Raise :class:`ConfigError` listing every out-of-range value; return ``self``."""
+        problems = []
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            check = getattr(section, "_check", None)
+            if check is not None:
+                problems += [f"{f.name}.{p}" for p in check()]
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (TOML-shaped), e.g. for ``check-config`` output."""
+        out = dataclasses.asdict(self)
+        out["model"]["trusted_keys"] = list(self.model.trusted_keys)
+        return out
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(AgentConfig)[f.name]
+    for f in dataclasses.fields(AgentConfig)
+    if f.name != "board"
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list of strings"
+    if origin in (Mapping, dict) or tp is Mapping:
+        return "a table of strings, numbers or booleans"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp, str(tp))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_SCALARS: dict[Any, Any] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: _is_number,
+    str: lambda v: isinstance(v, str),
+}
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """``value`` as type ``tp``, or ``TypeError`` with what was expected."""
+    origin = typing.get_origin(tp)
+    ok = False
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif origin is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    elif origin is Mapping:
+        ok = isinstance(value, dict) and all(
+            isinstance(v, str | int | float | bool) for v in value.values()
+        )
+        value = {str(k): v for k, v in value.items()} if ok else value
+    elif tp in _SCALARS:
+        ok = _SCALARS[tp](value)
+        value = float(value) if ok and tp is float else value
+    if not ok:
+        raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def config_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    board_dirs: tuple[Path, ...] = (),
+) -> AgentConfig:
+    """Build and validate a config from TOML-shaped data (site layer), with its board profile.
+
+    Reads the board profile (a small TOML file) but nothing else. Every problem found is
+    collected and raised together as one :class:`ConfigError`.
+    """
+    problems: list[str] = []
+    board = data.get("board", DEFAULT_BOARD)
+    layers: dict[str, Any] = {}
+    if not isinstance(board, str) or not board:
+        problems.append(f"board: expected a board profile name or path, got {board!r}")
+    else:
+        try:
+            profile = read_board(board, extra_dirs=board_dirs)
+        except BoardNotFound as err:
+            problems.append(f"board: {err}")
+        else:
+            layers = _merge(layers, {k: v for k, v in profile.items() if k != "description"})
+    layers = _merge(layers, data)
+    kwargs: dict[str, Any] = {"board": board if isinstance(board, str) else DEFAULT_BOARD}
+    for key, value in layers.items():
+        if key == "board":
+            continue
+        section_type = _SECTIONS.get(key)
+        if section_type is None:
+            problems.append(f"{key}: unknown section; expected one of {sorted(_SECTIONS)} or board")
+            continue
+        if not isinstance(value, Mapping):
+            problems.append(f"{key}: expected a table [{key}]")
+            continue
+        hints = typing.get_type_hints(section_type)
+        args: dict[str, Any] = {}
+        for name, raw in value.items():
+            if name not in hints:
+                problems.append(f"{key}.{name}: unknown key; expected one of {sorted(hints)}")
+                continue
+            try:
+                args[name] = _coerce(hints[name], raw)
+            except TypeError as err:
+                problems.append(f"{key}.{name}: {err}")
+        kwargs[key] = section_type(**args)
+    config = AgentConfig(**kwargs)
+    try:
+        config.validate()
+    except ConfigError as err:
+        problems += err.problems
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], *, board_dirs: tuple[Path, ...] = ()) -> AgentConfig:
+    """Read a site TOML file and its board profile into a validated :class:`AgentConfig`.
+
+    The state directory defaults to ``$STATE_DIRECTORY`` when systemd sets it
+    (``StateDirectory=``) and the files do not name one.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError([f"cannot read the file: {err.strerror}"], name) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"not valid TOML: {err}"], name) from err
+    config = config_from_mapping(data, source=name, board_dirs=board_dirs)
+    state_env = os.environ.get("STATE_DIRECTORY")
+    named = isinstance(data.get("state"), dict) and "directory" in data["state"]
+    if state_env and not named:
+        # systemd may pass several colon-separated directories; ours is the first.
+        config = dataclasses.replace(
+            config, state=dataclasses.replace(config.state, directory=state_env.split(":")[0])
+        )
+    return config

@@ -1,0 +1,73 @@
+"""The shipped unit passes systemd's own checks: verify prints nothing, exposure <= 4.0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+UNIT = Path(__file__).resolve().parents[2] / "cross_build" / "systemd" / "smfel-agent.service"
+INSTALLER = UNIT.parents[1] / "install.sh"
+
+
+def analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is needed (apt-get install systemd; scripts/test installs it)"
+    return tool
+
+
+def runnable_copy(tmp_path: Path) -> Path:
+    # verify refuses an ExecStart binary that does not exist on this machine.
+    text = re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", UNIT.read_text())
+    copy = tmp_path / "smfel-agent.service"
+    copy.write_text(text)
+    return copy
+
+
+def test_unit_verifies_with_empty_output(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [analyze(), "verify", str(runnable_copy(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout + proc.stderr == ""
+
+
+def test_unit_exposure_is_at_most_4(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [analyze(), "security", "--offline=true", "--threshold=40", str(runnable_copy(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)
+    assert score is not None, proc.stdout
+    assert float(score.group(1)) <= 4.0
+
+
+def test_unit_has_the_service_contract() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "DynamicUser=yes",
+        "SupplementaryGroups=dialout",
+        "StateDirectory=smfel-agent",
+        "ConfigurationDirectory=smfel",
+        "ExecStart=/opt/smfel/venv/bin/smfel-agent run --config /etc/smfel/agent.toml",
+        "RestartPreventExitStatus=78",
+    ):
+        assert re.search(rf"(?m)^{re.escape(line)}$", text), line
+    assert re.search(r"(?m)^WatchdogSec=\d+", text)
+
+
+def test_installer_is_valid_bash_and_refuses_non_root_or_bad_options() -> None:
+    assert subprocess.run(["bash", "-n", str(INSTALLER)], timeout=30).returncode == 0
+    proc = subprocess.run(
+        ["bash", str(INSTALLER), "--bogus"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode != 0
+    assert "unknown option --bogus" in proc.stderr
