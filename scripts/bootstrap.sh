@@ -59,8 +59,14 @@ smfel_venv() {
   want="$extras $(cat "$ROOT_DIR/pyproject.toml" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "smfel: installing smfel[$extras] into $VENV" >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT_DIR[$extras]" >&2
+    local log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+      "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT_DIR[$extras]"; } \
+      >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "smfel: pip install failed; the whole log is $log" >&2
+      return 1
+    fi
     echo "$want" >"$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
