@@ -1,0 +1,209 @@
+"""The runtime through the real LiteRT interpreter: accuracy, fallbacks, status."""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smfel.agent.bundle import ModelBundle, load_bundle, write_bundle
+from smfel.agent.errors import SmfelError
+from smfel.agent.hidden import HiddenLayer
+from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey
+from smfel.agent.runtime import (
+    DelegateSpec,
+    RuntimeInputError,
+    RuntimeStatus,
+    open_runtime,
+)
+from tests.inference.conftest import raw_features
+
+pytestmark = pytest.mark.device
+
+
+@pytest.fixture(scope="module")
+def bundle(
+    tmp_path_factory: pytest.TempPathFactory,
+    scaled_layer: HiddenLayer,
+    issuer: Ed25519PrivateKey,
+    trusted: dict[str, Ed25519PublicKey],
+) -> ModelBundle:
+    where = tmp_path_factory.mktemp("bundle")
+    write_bundle(where, scaled_layer, signing_key=issuer, calibration=raw_features(400, 24, 11))
+    return load_bundle(where, trusted)
+
+
+def test_float32_matches_reference(bundle: ModelBundle) -> None:
+    rt = open_runtime(bundle, variant="float32")
+    assert rt.status.backend == "litert"
+    assert (rt.status.variant, rt.status.delegate, rt.status.fallback_reason) == (
+        "float32",
+        None,
+        None,
+    )
+    assert 0.0 <= rt.status.selftest_max_error <= 1e-4
+    assert rt.status.selftest_latency_us > 0.0
+    X = raw_features(200, 24, seed=12)
+    ref = bundle.hidden.transform(X)
+    H = rt.hidden_many(X)
+    assert H.dtype == np.float64
+    assert H.shape == (200, 64)
+    assert np.abs(H - ref).max() <= 1e-5
+    h = rt.hidden_one(X[5])
+    assert h.shape == (64,)
+    assert h.dtype == np.float64
+    assert np.array_equal(h, H[5])
+    h[:] = -1.0  # the caller owns what it gets back
+    assert np.array_equal(rt.hidden_one(X[5]), H[5])
+
+
+def test_int8_is_close(bundle: ModelBundle) -> None:
+    rt = open_runtime(bundle, variant="int8")
+    assert (rt.status.backend, rt.status.variant, rt.status.fallback_reason) == (
+        "litert",
+        "int8",
+        None,
+    )
+    assert 0.0 < rt.status.selftest_max_error <= 0.1
+    X = raw_features(200, 24, seed=12)
+    err = np.abs(rt.hidden_many(X) - bundle.hidden.transform(X))
+    assert err.mean() <= 2 / 256
+    assert np.array_equal(rt.hidden_one(X[0]), rt.hidden_many(X[:1])[0])
+
+
+def test_bare_layer_builds_a_float_model(scaled_layer: HiddenLayer) -> None:
+    rt = open_runtime(scaled_layer)
+    assert rt.status.backend == "litert"
+    x = raw_features(1, 24, seed=1)[0]
+    assert np.abs(rt.hidden_one(x) - scaled_layer.transform_one(x)).max() <= 1e-5
+    with pytest.raises(ValueError, match="int8 model needs calibration"):
+        open_runtime(scaled_layer, variant="int8")
+
+
+def _not_a_library(tmp_path: Path) -> str:
+    path = tmp_path / "libnot_a_delegate.so"
+    path.write_text("this is not an ELF shared object\n")
+    return str(path)
+
+
+def _library_without_delegate() -> str:
+    libm = ctypes.util.find_library("m")
+    assert libm is not None, "the C maths library should be present on every Linux system"
+    return libm
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("missing", "does not exist"),
+        ("not_a_library", "cannot load delegate library"),
+        ("no_delegate_symbol", "is not a TFLite delegate"),
+    ],
+)
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_broken_delegate_falls_back_to_cpu(
+    bundle: ModelBundle,
+    tmp_path: Path,
+    kind: str,
+    expected: str,
+    variant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    library = {
+        "missing": str(tmp_path / "no" / "libvx_delegate.so"),
+        "not_a_library": _not_a_library(tmp_path),
+        "no_delegate_symbol": _library_without_delegate(),
+    }[kind]
+    spec = DelegateSpec(library, {"device": "0"})
+    with caplog.at_level(logging.WARNING, logger="smfel.agent.runtime"):
+        rt = open_runtime(bundle, variant=variant, delegate=spec)  # type: ignore[arg-type]
+    st = rt.status
+    assert (st.backend, st.variant, st.delegate) == ("litert", variant, None)
+    assert st.fallback_reason is not None
+    assert library in st.fallback_reason
+    assert expected in st.fallback_reason
+    assert expected in caplog.text
+    # Still a working CPU runtime.
+    x = raw_features(1, 24, seed=2)[0]
+    tol = 1e-5 if variant == "float32" else 0.1
+    assert np.abs(rt.hidden_one(x) - bundle.hidden.transform_one(x)).max() <= tol
+    # And the agent can publish the status as it is.
+    doc = json.loads(json.dumps(st.as_dict()))
+    assert doc["fallback_reason"] == st.fallback_reason
+    assert doc["delegate"] is None
+
+
+def test_status_is_json_ready(bundle: ModelBundle) -> None:
+    st = open_runtime(bundle, num_threads=2).status
+    doc = st.as_dict()
+    assert json.loads(json.dumps(doc)) == doc
+    assert set(doc) == {
+        "backend",
+        "variant",
+        "delegate",
+        "fallback_reason",
+        "selftest_max_error",
+        "selftest_latency_us",
+        "num_threads",
+    }
+    assert doc["num_threads"] == 2
+    assert isinstance(st, RuntimeStatus)
+    with pytest.raises(AttributeError):
+        st.backend = "numpy"  # type: ignore[misc]
+
+
+def test_numpy_backend_is_the_reference(bundle: ModelBundle) -> None:
+    rt = open_runtime(bundle, prefer=("numpy",))
+    assert (rt.status.backend, rt.status.variant, rt.status.fallback_reason) == (
+        "numpy",
+        "float64",
+        None,
+    )
+    X = raw_features(20, 24, seed=3)
+    assert np.array_equal(rt.hidden_many(X), bundle.hidden.transform(X))
+    assert np.array_equal(rt.hidden_one(X[0]), bundle.hidden.transform_one(X[0]))
+
+
+def test_tflite_runtime_then_numpy(bundle: ModelBundle) -> None:
+    rt = open_runtime(bundle, prefer=("tflite_runtime", "numpy"))
+    if importlib.util.find_spec("tflite_runtime") is None:
+        assert rt.status.backend == "numpy"
+        assert rt.status.fallback_reason is not None
+        assert rt.status.fallback_reason.startswith("tflite_runtime: not installed")
+        with pytest.raises(SmfelError, match="no inference backend works: tflite_runtime"):
+            open_runtime(bundle, prefer=("tflite_runtime",))
+    else:
+        assert rt.status.backend == "tflite_runtime"
+        assert rt.status.selftest_max_error <= 1e-4
+
+
+def test_unknown_backend(bundle: ModelBundle) -> None:
+    with pytest.raises(ValueError, match="unknown backend 'onnx'"):
+        open_runtime(bundle, prefer=("onnx",))
+
+
+def test_bad_arguments_and_inputs(bundle: ModelBundle) -> None:
+    with pytest.raises(ValueError, match="variant must be one of"):
+        open_runtime(bundle, variant="int4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_threads"):
+        open_runtime(bundle, num_threads=0)
+    with pytest.raises(ValueError, match="non-empty path"):
+        DelegateSpec("")
+    rt = open_runtime(bundle)
+    with pytest.raises(RuntimeInputError, match=r"shape \(24,\)"):
+        rt.hidden_one(np.zeros(23))
+    x = np.zeros(24)
+    x[3] = np.nan
+    with pytest.raises(RuntimeInputError, match="finite"):
+        rt.hidden_one(x)
+    with pytest.raises(RuntimeInputError, match="finite"):
+        rt.hidden_many(np.full((2, 24), np.inf))
+    with pytest.raises(RuntimeInputError, match=r"\(n, 24\)"):
+        rt.hidden_many(np.zeros(24))
+    # One bad beat does not break the runtime.
+    assert rt.hidden_one(np.zeros(24)).shape == (64,)
