@@ -1,0 +1,113 @@
+"""What every signed envelope shares: canonical bytes, signature, id, equality (internal).
+
+The signature is Ed25519 (RFC 8032) over ``canonical_json`` of the envelope's JSON object
+without its ``signature`` member; the wire bytes are ``canonical_json`` of the whole object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from numpy.typing import NDArray
+
+from smfel.agent.codec import arrays_digest, canonical_json
+from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
+from smfel.agent.protocol import _fields as f
+from smfel.agent.protocol.limits import Limits
+from smfel.agent.protocol.reasons import Reason, Rejected
+
+__all__ = ["SignedEnvelope"]
+
+
+class SignedEnvelope:
+    """Mixin of the envelope dataclasses; subclasses define ``SCHEMA``, ``FIELDS``, ``body``."""
+
+    __slots__ = ()
+    SCHEMA: ClassVar[str]
+    #: every JSON member of the envelope, ``schema`` and ``signature`` included.
+    FIELDS: ClassVar[frozenset[str]]
+    key_id: str
+    nonce: str
+    signature: str
+    timestamp: str
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object without ``signature``: exactly what is signed."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any], limits: Limits) -> SignedEnvelope:
+        """Build from a decoded JSON object whose schema and field set were checked."""
+        raise NotImplementedError
+
+    def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
+        """(weights_hash, arrays) for envelopes that carry arrays, else ``None``."""
+        return None
+
+    def check_values(self, limits: Limits) -> None:
+        """Checks of values beyond their format (bounds, beat counts); none by default."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.body()
+        d["signature"] = self.signature
+        return d
+
+    def signed_bytes(self) -> bytes:
+        return canonical_json(self.body())
+
+    def to_bytes(self) -> bytes:
+        """The wire encoding: canonical JSON of the whole envelope."""
+        return canonical_json(self.to_dict())
+
+    @property
+    def envelope_id(self) -> str:
+        """``sha256:<hex>`` of the wire bytes: the id receivers deduplicate by."""
+        return "sha256:" + hashlib.sha256(self.to_bytes()).hexdigest()
+
+    @property
+    def time(self) -> dt.datetime:
+        return f.parse_time(self.timestamp)
+
+    def verify(self, public_key: Ed25519PublicKey) -> bool:
+        """True when ``public_key`` is the key named by ``key_id`` and the signature holds."""
+        return key_id(public_key) == self.key_id and verify_bytes(
+            public_key, self.signed_bytes(), self.signature
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, SignedEnvelope)
+        return self.to_bytes() == other.to_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
+
+
+def sign_body(key: Ed25519PrivateKey, body: dict[str, Any]) -> str:
+    """Signature of ``body`` (which must already carry the signer's ``key_id``)."""
+    if body.get("key_id") != key_id(key):
+        raise ValueError("the body's key_id is not the signing key's id")
+    return sign_bytes(key, canonical_json(body))
+
+
+def stamp(now: dt.datetime | None, nonce: str | None) -> tuple[str, str]:
+    """(timestamp, nonce) for a new envelope."""
+    ts = f.format_time(f.now_utc(now))
+    n = (
+        f.new_nonce()
+        if nonce is None
+        else f.check_pattern(nonce, f.NONCE, "32 hex digits", "nonce")
+    )
+    return ts, n
+
+
+def check_hash(weights_hash: str, arrays: Mapping[str, Any]) -> None:
+    got = arrays_digest(arrays)
+    if got != weights_hash:
+        raise Rejected(
+            Reason.HASH_MISMATCH, f"weights_hash is {weights_hash}, the arrays hash to {got}"
+        )

@@ -1,0 +1,243 @@
+"""The strict parser: bytes from the network -> a typed envelope, or a typed rejection.
+
+Checks run in a fixed order (docs/protocol.md lists it), and the first one that fails decides
+the :class:`Reason`:
+
+1. size of the payload (``oversize``);
+2. UTF-8 JSON object without duplicate keys or NaN/Infinity (``malformed``);
+3. ``schema`` names the expected envelope and version, the member set is exact (``bad_schema``);
+4. every member's type and format, array count/elements/dtypes/dims (``malformed``,
+   ``oversize``, ``bad_shape``);
+5. the bytes are exactly the canonical encoding (``malformed``), unless the limits allow
+   otherwise;
+6. ``weights_hash`` is the digest of the arrays (``hash_mismatch``);
+7. with a public key: ``key_id`` names it (``unknown_key``) and the signature holds
+   (``bad_signature``);
+8. the timestamp is within the window (``stale_timestamp``, ``future_timestamp``);
+9. values: finite arrays (``not_finite``), bounds (``out_of_bounds``), beats (``too_few_beats``).
+
+Checks that need a registry (revoked keys, wrong round, duplicates, replayed nonces, statistics
+bounds against the model) are the aggregator's; :mod:`smfel.agent.protocol.checks` has the pieces.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from smfel.agent.codec import canonical_json
+from smfel.agent.keys import Ed25519PublicKey, key_id, verify_bytes
+from smfel.agent.protocol import _fields as f
+from smfel.agent.protocol._base import SignedEnvelope, check_hash
+from smfel.agent.protocol.control import GlobalModel, LedgerCheckpoint, RoundAnnouncement
+from smfel.agent.protocol.limits import DEFAULT_LIMITS, RETAINED_LIMITS, Limits
+from smfel.agent.protocol.reasons import Reason, Rejected
+from smfel.agent.protocol.rotation import KeyRotation
+from smfel.agent.protocol.update import Update
+
+__all__ = [
+    "ENVELOPE_TYPES",
+    "check_timestamp",
+    "load_json",
+    "parse_checkpoint",
+    "parse_envelope",
+    "parse_global",
+    "parse_rotation",
+    "parse_round",
+    "parse_update",
+    "verify_signature",
+]
+
+E = TypeVar("E", bound=SignedEnvelope)
+
+ENVELOPE_TYPES: dict[str, type[SignedEnvelope]] = {
+    cls.SCHEMA: cls
+    for cls in (Update, RoundAnnouncement, GlobalModel, LedgerCheckpoint, KeyRotation)
+}
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"member {k[:40]!r} appears twice")
+        out[k] = v
+    return out
+
+
+def load_json(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Steps 1-2: a JSON object from at most ``limits.max_payload_bytes`` of UTF-8."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise Rejected(Reason.MALFORMED, f"expected bytes, got {type(data).__name__}")
+    if len(data) > limits.max_payload_bytes:
+        raise Rejected(
+            Reason.OVERSIZE, f"{len(data)} bytes, the limit is {limits.max_payload_bytes}"
+        )
+    try:
+        text = bytes(data).decode("utf-8")
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise Rejected(Reason.MALFORMED, f"not a UTF-8 JSON document: {err}"[:300]) from None
+    if not isinstance(obj, dict):
+        raise Rejected(Reason.MALFORMED, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _check_members(obj: Mapping[str, Any], cls: type[SignedEnvelope]) -> None:
+    schema = obj.get("schema")
+    if schema != cls.SCHEMA:
+        raise Rejected(Reason.BAD_SCHEMA, f"schema must be {cls.SCHEMA!r}, got {schema!r:.60}")
+    missing, unknown = cls.FIELDS - obj.keys(), obj.keys() - cls.FIELDS
+    if missing or unknown:
+        raise Rejected(
+            Reason.BAD_SCHEMA,
+            f"{cls.SCHEMA} members: missing {sorted(missing)}, unknown {sorted(unknown)[:8]}",
+        )
+
+
+def check_timestamp(
+    envelope: SignedEnvelope, limits: Limits, now: dt.datetime | None = None
+) -> None:
+    """``future_timestamp`` beyond ``limits.max_skew``; ``stale_timestamp`` beyond ``max_age``."""
+    t, current = envelope.time, f.now_utc(now)
+    if t - current > limits.max_skew:
+        raise Rejected(
+            Reason.FUTURE_TIMESTAMP, f"timestamp {envelope.timestamp} is ahead of {current}"
+        )
+    if limits.max_age is not None and current - t > limits.max_age:
+        raise Rejected(
+            Reason.STALE_TIMESTAMP,
+            f"timestamp {envelope.timestamp} is older than {limits.max_age} at {current}",
+        )
+
+
+def verify_signature(envelope: SignedEnvelope, public_key: Ed25519PublicKey) -> None:
+    """``unknown_key`` unless ``key_id`` names ``public_key``; ``bad_signature`` unless valid."""
+    if key_id(public_key) != envelope.key_id:
+        raise Rejected(Reason.UNKNOWN_KEY, f"signed by {envelope.key_id}, not by the given key")
+    if not verify_bytes(public_key, envelope.signed_bytes(), envelope.signature):
+        raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
+
+
+def _parse(
+    cls: type[E],
+    data: bytes,
+    limits: Limits,
+    now: dt.datetime | None,
+    public_key: Ed25519PublicKey | None,
+    obj: dict[str, Any] | None = None,
+) -> E:
+    if obj is None:
+        obj = load_json(data, limits)
+    _check_members(obj, cls)
+    env = cls.from_obj(obj, limits)
+    assert isinstance(env, cls)
+    node_id, rnd = getattr(env, "node_id", None), getattr(env, "round", None)
+    try:
+        if limits.require_canonical and canonical_json(obj) != bytes(data):
+            raise Rejected(
+                Reason.MALFORMED,
+                "not the canonical encoding (sorted keys, no spaces, UTF-8, shortest numbers)",
+            )
+        payload = env.array_payload()
+        if payload is not None:
+            check_hash(*payload)
+        if public_key is not None:
+            if key_id(public_key) != env.key_id:
+                raise Rejected(Reason.UNKNOWN_KEY, f"signed by {env.key_id}, not the given key")
+            body = {k: v for k, v in obj.items() if k != "signature"}
+            # The decoded object re-encodes to the signed bytes (canonical by construction).
+            if not verify_bytes(public_key, canonical_json(body), env.signature):
+                raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
+        check_timestamp(env, limits, now)
+        if payload is not None:
+            f.check_finite(payload[1])
+        env.check_values(limits)
+    except Rejected as err:
+        err.node_id, err.round = node_id, rnd
+        raise
+    return env
+
+
+def parse_update(
+    data: bytes,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    n_hidden: int | None = None,
+    n_classes: int | None = None,
+) -> Update:
+    """Parse and check an update; with ``n_hidden``/``n_classes`` also the array shapes."""
+    u = _parse(Update, data, limits, now, public_key)
+    if n_hidden is not None and n_classes is not None:
+        try:
+            u.check_dims(n_hidden, n_classes)
+        except Rejected as err:
+            err.node_id, err.round = u.node_id, u.round
+            raise
+    return u
+
+
+def parse_round(
+    data: bytes,
+    *,
+    limits: Limits = RETAINED_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> RoundAnnouncement:
+    return _parse(RoundAnnouncement, data, limits, now, public_key)
+
+
+def parse_global(
+    data: bytes,
+    *,
+    limits: Limits = RETAINED_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> GlobalModel:
+    return _parse(GlobalModel, data, limits, now, public_key)
+
+
+def parse_checkpoint(
+    data: bytes,
+    *,
+    limits: Limits = RETAINED_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> LedgerCheckpoint:
+    return _parse(LedgerCheckpoint, data, limits, now, public_key)
+
+
+def parse_rotation(
+    data: bytes,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> KeyRotation:
+    return _parse(KeyRotation, data, limits, now, public_key)
+
+
+def parse_envelope(
+    data: bytes,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> SignedEnvelope:
+    """Any envelope, chosen by its ``schema`` member (``bad_schema`` for an unknown one)."""
+    obj = load_json(data, limits)
+    schema = obj.get("schema")
+    cls = ENVELOPE_TYPES.get(schema) if isinstance(schema, str) else None
+    if cls is None:
+        raise Rejected(
+            Reason.BAD_SCHEMA, f"schema {schema!r:.60} is not one of {sorted(ENVELOPE_TYPES)}"
+        )
+    return _parse(cls, data, limits, now, public_key, obj)

@@ -1,0 +1,278 @@
+"""The update envelope (``smfel.update/1``): one device's contribution to one round.
+
+``kind == "stats"`` carries the round's sufficient statistics ``U`` (L, L), ``V`` (L, K) and
+``class_counts`` (K,); ``kind == "beta"`` carries the local output weights ``beta`` (L, K) and,
+optionally, ``class_counts``. ``n_samples`` is the number of beats the update was learned from.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, cast
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from smfel.agent.codec import arrays_digest
+from smfel.agent.keys import Ed25519PrivateKey, key_id
+from smfel.agent.learner import SufficientStatistics
+from smfel.agent.protocol import _fields as f
+from smfel.agent.protocol._base import SignedEnvelope, sign_body, stamp
+from smfel.agent.protocol.limits import Limits
+from smfel.agent.protocol.reasons import Reason, Rejected
+
+__all__ = ["KINDS", "Update", "UpdateKind"]
+
+UpdateKind = Literal["stats", "beta"]
+KINDS: tuple[UpdateKind, ...] = ("stats", "beta")
+_ARRAYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # kind -> (required arrays, optional arrays)
+    "stats": (frozenset({"U", "V", "class_counts"}), frozenset()),
+    "beta": (frozenset({"beta"}), frozenset({"class_counts"})),
+}
+
+
+def freeze_arrays(arrays: Mapping[str, ArrayLike]) -> Mapping[str, NDArray[Any]]:
+    out: dict[str, NDArray[Any]] = {}
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if a.flags.writeable or not a.flags.c_contiguous or not a.dtype.isnative:
+            a = f.freeze(a)
+        out[name] = a
+    return MappingProxyType(out)
+
+
+def check_update_arrays(kind: str, arrays: Mapping[str, NDArray[Any]]) -> None:
+    """The arrays a ``kind`` of update must carry, with consistent shapes (``bad_shape``)."""
+    required, optional = _ARRAYS[kind]
+    names = set(arrays)
+    if not required <= names or not names <= required | optional:
+        raise Rejected(
+            Reason.BAD_SHAPE,
+            f"a {kind!r} update carries arrays {sorted(required)}"
+            + (f" (optionally {sorted(optional)})" if optional else "")
+            + f", got {sorted(names)}",
+        )
+    if kind == "stats":
+        f.require_float_matrix(arrays, "U", 2)
+        f.require_float_matrix(arrays, "V", 2)
+        f.require_int_vector(arrays, "class_counts")
+        U, V, c = arrays["U"], arrays["V"], arrays["class_counts"]
+        L, K = V.shape
+        if U.shape != (L, L) or c.shape != (K,):
+            raise Rejected(
+                Reason.BAD_SHAPE,
+                f"U {U.shape}, V {V.shape}, class_counts {c.shape} must be (L, L), (L, K), (K,)",
+            )
+    else:
+        f.require_float_matrix(arrays, "beta", 2)
+        if "class_counts" in arrays:
+            f.require_int_vector(arrays, "class_counts")
+            if arrays["class_counts"].shape != (arrays["beta"].shape[1],):
+                raise Rejected(Reason.BAD_SHAPE, "class_counts must have one entry per class")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Update(SignedEnvelope):
+    """A signed update. Build with :meth:`create`; read with ``parse_update``."""
+
+    node_id: str
+    round: int
+    kind: UpdateKind
+    model_hash: str
+    n_samples: int
+    local_accuracy: float
+    arrays: Mapping[str, NDArray[Any]]
+    weights_hash: str
+    timestamp: str
+    nonce: str
+    key_id: str
+    signature: str
+
+    SCHEMA: ClassVar[str] = "smfel.update/1"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "schema",
+            "node_id",
+            "round",
+            "kind",
+            "model_hash",
+            "n_samples",
+            "local_accuracy",
+            "arrays",
+            "weights_hash",
+            "timestamp",
+            "nonce",
+            "key_id",
+            "signature",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        f.check_pattern(self.node_id, f.NODE_ID, "1-64 of [A-Za-z0-9._-]", "node_id")
+        f.check_pattern(self.model_hash, f.HASH, "sha256:<64 hex>", "model_hash")
+        f.check_pattern(self.weights_hash, f.HASH, "sha256:<64 hex>", "weights_hash")
+        f.check_pattern(self.nonce, f.NONCE, "32 hex digits", "nonce")
+        f.check_pattern(self.key_id, f.KEY_ID, "ed25519:<32 hex>", "key_id")
+        if self.kind not in KINDS:
+            raise f.fail(f"kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("round", "n_samples"):
+            f.get_int({name: getattr(self, name)}, name)
+        f.get_float({"local_accuracy": self.local_accuracy}, "local_accuracy")
+        f.get_time({"timestamp": self.timestamp}, "timestamp")
+        object.__setattr__(self, "arrays", freeze_arrays(self.arrays))
+        check_update_arrays(self.kind, self.arrays)
+
+    @classmethod
+    def create(
+        cls,
+        key: Ed25519PrivateKey,
+        *,
+        node_id: str,
+        round: int,
+        kind: UpdateKind,
+        arrays: Mapping[str, ArrayLike],
+        n_samples: int,
+        local_accuracy: float,
+        model_hash: str,
+        now: dt.datetime | None = None,
+        nonce: str | None = None,
+    ) -> Update:
+        """Sign a new update. ``local_accuracy`` is rounded to 4 decimals (see docs/protocol.md)."""
+        timestamp, nonce = stamp(now, nonce)
+        frozen = freeze_arrays(arrays)
+        fields: dict[str, Any] = {
+            "node_id": node_id,
+            "round": round,
+            "kind": kind,
+            "model_hash": model_hash,
+            "n_samples": n_samples,
+            # Rounding keeps the number's decimal spelling the same in every JSON library.
+            "local_accuracy": builtins.round(float(local_accuracy), 4),
+            "arrays": frozen,
+            "weights_hash": arrays_digest(frozen),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "key_id": key_id(key),
+        }
+        unsigned = cls(**fields, signature="A" * 86 + "==")
+        return cls(**fields, signature=sign_body(key, unsigned.body()))
+
+    @classmethod
+    def from_statistics(
+        cls,
+        key: Ed25519PrivateKey,
+        stats: SufficientStatistics,
+        *,
+        node_id: str,
+        round: int,
+        model_hash: str,
+        local_accuracy: float,
+        now: dt.datetime | None = None,
+    ) -> Update:
+        """A ``stats`` update from a learner's :class:`SufficientStatistics`."""
+        return cls.create(
+            key,
+            node_id=node_id,
+            round=round,
+            kind="stats",
+            arrays={
+                "U": stats.U,
+                "V": stats.V,
+                "class_counts": np.asarray(stats.class_counts, dtype=np.int64),
+            },
+            n_samples=int(stats.n),
+            local_accuracy=local_accuracy,
+            model_hash=model_hash,
+            now=now,
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "schema": self.SCHEMA,
+            "node_id": self.node_id,
+            "round": self.round,
+            "kind": self.kind,
+            "model_hash": self.model_hash,
+            "n_samples": self.n_samples,
+            "local_accuracy": self.local_accuracy,
+            "arrays": f.arrays_to_wire(self.arrays),
+            "weights_hash": self.weights_hash,
+            "timestamp": self.timestamp,
+            "nonce": self.nonce,
+            "key_id": self.key_id,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any], limits: Limits) -> Update:
+        kind = obj["kind"]
+        if kind not in KINDS:
+            raise f.fail(f"kind must be one of {KINDS}, got {kind!r:.40}")
+        return cls(
+            node_id=f.get_str(obj, "node_id", f.NODE_ID, "1-64 of [A-Za-z0-9._-]"),
+            round=f.get_int(obj, "round"),
+            kind=cast(UpdateKind, kind),
+            model_hash=f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>"),
+            n_samples=f.get_int(obj, "n_samples"),
+            local_accuracy=f.get_float(obj, "local_accuracy"),
+            arrays=f.get_arrays(obj, limits),
+            weights_hash=f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>"),
+            timestamp=f.get_time(obj, "timestamp"),
+            nonce=f.get_str(obj, "nonce", f.NONCE, "32 hex digits"),
+            key_id=f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>"),
+            signature=f.get_signature(obj),
+        )
+
+    def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
+        return self.weights_hash, self.arrays
+
+    def check_values(self, limits: Limits) -> None:
+        """Values real data can produce: accuracy in [0, 1], at least ``min_beats`` beats."""
+        if not 0.0 <= self.local_accuracy <= 1.0:
+            raise Rejected(
+                Reason.OUT_OF_BOUNDS, f"local_accuracy {self.local_accuracy} is not in [0, 1]"
+            )
+        if self.n_samples < limits.min_beats:
+            raise Rejected(
+                Reason.TOO_FEW_BEATS,
+                f"{self.n_samples} beats, at least {limits.min_beats} are required",
+            )
+        counts = self.arrays.get("class_counts")
+        if counts is not None and (int(counts.min(initial=0)) < 0 or counts.sum() > self.n_samples):
+            raise Rejected(
+                Reason.OUT_OF_BOUNDS,
+                f"class_counts must be non-negative and sum to at most n_samples={self.n_samples}",
+            )
+
+    def check_dims(self, n_hidden: int, n_classes: int) -> None:
+        """``bad_shape`` unless the arrays fit a model with L hidden units and K classes."""
+        L, K = n_hidden, n_classes
+        want = {"U": (L, L), "V": (L, K), "beta": (L, K), "class_counts": (K,)}
+        for name, a in self.arrays.items():
+            if a.shape != want[name]:
+                raise Rejected(
+                    Reason.BAD_SHAPE,
+                    f"arrays.{name} has shape {a.shape}, the model needs {want[name]}",
+                )
+
+    def statistics(self) -> SufficientStatistics:
+        """The carried statistics (``stats`` updates only), as float64 copies."""
+        if self.kind != "stats":
+            raise ValueError(f"a {self.kind!r} update carries no statistics")
+        return SufficientStatistics(
+            np.array(self.arrays["U"], dtype=np.float64),
+            np.array(self.arrays["V"], dtype=np.float64),
+            self.n_samples,
+            np.array(self.arrays["class_counts"], dtype=np.int64),
+        )
+
+    @property
+    def beta(self) -> NDArray[np.float64]:
+        """The carried output weights (``beta`` updates only), as a float64 copy."""
+        if self.kind != "beta":
+            raise ValueError(f"a {self.kind!r} update carries no beta")
+        return np.array(self.arrays["beta"], dtype=np.float64)
