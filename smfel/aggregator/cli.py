@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from smfel._cli import configure_logging, make_parser
+from smfel.aggregator.commands import add_service_parsers
+from smfel.aggregator.ledger.cli import add_ledger_parser
 
 __all__ = ["main"]
 
@@ -15,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(
         "smfel-aggregator", "smfel aggregation service: verification, rounds, strategies, ledger"
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_service_parsers(commands)
+    add_ledger_parser(commands)
     return parser
 
 
