@@ -1,0 +1,311 @@
+"""The aggregation service: announce rounds, verify updates, aggregate, publish, record.
+
+One worker thread owns the round state. MQTT messages (from an MQTT 5 shared subscription,
+``$share/GROUP/PREFIX/fl/updates/+``, so several workers can split the load) are queued by the
+network thread and verified by the worker through :class:`~smfel.aggregator.pipeline.Verifier`.
+Every refusal is kept with its typed reason and written to the ledger with the round's block; an
+exception in one update is logged and recorded, never fatal. When a round closes the strategy
+aggregates, the signed global model is published retained on ``fl/global``, the ledger block is
+appended, the signed checkpoint is published retained on ``ledger/checkpoint``, and the next
+round is announced retained on ``fl/round``.
+
+Embeddable: ``Aggregator(config, signing_key=...).start()`` / ``.stop()``, observers via
+``on_round``; the simulation runs it in-process next to the agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import NDArray
+
+from smfel.agent.bundle import load_bundle
+from smfel.agent.codec import canonical_json
+from smfel.agent.keys import Ed25519PrivateKey, key_id
+from smfel.aggregator import wire
+from smfel.aggregator._mqtt import MqttClient
+from smfel.aggregator.config import AggregatorConfig
+from smfel.aggregator.ledger import Ledger
+from smfel.aggregator.pipeline import Limits, Rejected, Verifier
+from smfel.aggregator.registry import KeyEvent, Registry
+from smfel.aggregator.rounds import OpenRound, RoundResult
+from smfel.aggregator.strategies import GlobalState, Strategy, make_strategy
+
+__all__ = ["Aggregator", "key_event_recorder"]
+
+log = logging.getLogger(__name__)
+
+
+def key_event_recorder(ledger: Ledger) -> Callable[[KeyEvent], None]:
+    """The registry's ``on_event`` that appends each key event to ``ledger``."""
+
+    def record(event: KeyEvent) -> None:
+        ledger.append_key_event(
+            event.event,
+            event.node_id,
+            event.key_id,
+            previous_key_id=event.previous_key_id,
+            reason=event.reason or None,
+        )
+
+    return record
+
+
+class Aggregator:
+    """The service. Constructing it does no I/O; :meth:`start` opens everything."""
+
+    def __init__(
+        self,
+        config: AggregatorConfig,
+        *,
+        signing_key: Ed25519PrivateKey,
+        on_round: Callable[[RoundResult], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.signing_key = signing_key
+        self.on_round = on_round
+        self.clock = clock
+        self.strategy: Strategy = make_strategy(
+            config.rounds.strategy,
+            C=config.model.C,
+            min_updates=config.rounds.quorum,
+            seed=config.rounds.seed,
+        )
+        self.results: list[RoundResult] = []
+        self.global_state: GlobalState | None = None
+        self.errors = 0
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._round: OpenRound | None = None
+        self.ledger: Ledger | None = None
+        self.registry: Registry | None = None
+        self.mqtt: MqttClient | None = None
+        self.model_hash = ""
+
+    # -- topics ------------------------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        return f"{self.config.mqtt.topic_prefix}/{name}"
+
+    @property
+    def current_round(self) -> int | None:
+        r = self._round
+        return r.number if r is not None else None
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set when ``max_rounds`` rounds have closed."""
+        return self._done
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Aggregator:
+        cfg = self.config
+        Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True)
+        bundle = load_bundle(
+            cfg.model.bundle, trusted_keys={key_id(self.signing_key): self.signing_key.public_key()}
+        )
+        self.model_hash = bundle.model_hash
+        self.ledger = Ledger.open(cfg.service.ledger_url(), signing_keys=[self.signing_key])
+        self.registry = Registry(
+            cfg.service.path(cfg.service.registry), on_event=key_event_recorder(self.ledger)
+        ).open()
+        limits = Limits(
+            n_hidden=bundle.hidden.n_hidden,
+            classes=cfg.model.classes,
+            class_weight=cfg.model.weights(),
+            activation=bundle.hidden.activation,
+            min_beats=cfg.rounds.min_beats,
+            max_payload=cfg.rounds.max_payload,
+            max_clock_skew=cfg.rounds.max_clock_skew,
+            max_age=cfg.rounds.max_age,
+        )
+        self.verifier = Verifier(self.registry, limits, self.strategy.kind, clock=self.clock)
+        m = cfg.mqtt
+        password = Path(m.password_file).read_text().strip() if m.password_file else ""
+        self.mqtt = MqttClient(
+            m.host,
+            m.port,
+            client_id=m.client_id,
+            username=m.username,
+            password=password,
+            tls_ca=m.ca_file,
+            tls_cert=m.cert_file,
+            tls_key=m.key_file,
+        )
+        self.mqtt.subscribe(
+            f"$share/{m.share_group}/{self.topic('fl/updates/+')}",
+            lambda topic, payload: self._queue.put((topic, payload)),
+        )
+        self.mqtt.start()
+        self._stop.clear()
+        self._open_round(self._first_round())
+        self._thread = threading.Thread(target=self._work, name="aggregator-worker", daemon=True)
+        self._thread.start()
+        log.info("aggregator serving strategy %s, model %s", self.strategy.name, self.model_hash)
+        return self
+
+    def _first_round(self) -> int:
+        assert self.ledger is not None
+        rounds = [b.header.round for b in self.ledger.blocks() if b.header.kind == "round"]
+        return max((r for r in rounds if r is not None), default=0) + 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self.registry is not None:
+            self.registry.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def __enter__(self) -> Aggregator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the worker --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            r = self._round
+            timeout = 0.05 if r is None else max(0.0, min(0.2, r.deadline - self.clock()))
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            try:
+                if item is not None:
+                    self._handle(*item)
+                self._maybe_close()
+            except Exception:
+                # One bad update or one failed publish never stops the service.
+                self.errors += 1
+                log.exception("aggregator worker error (continuing)")
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        r = self._round
+        if r is None:
+            return
+        topic_node = topic.rsplit("/", 1)[-1]
+        try:
+            upd = self.verifier.verify(payload, round=r.number, already=r.accepted.keys())
+        except Rejected as rej:
+            node = rej.node_id or topic_node
+            log.info("round %d: rejected update from %s: %s", r.number, node, rej)
+            r.reject(node, rej.update_hash, rej.reason.value)
+            return
+        if upd.node_id != topic_node:
+            r.reject(upd.node_id, upd.update_hash, "bad_topic")
+            return
+        r.accept(upd)
+        log.debug("round %d: accepted %s (%d beats)", r.number, upd.node_id, upd.n_samples)
+
+    def _active_nodes(self) -> list[str]:
+        assert self.registry is not None
+        return [n.node_id for n in self.registry.nodes() if n.status == "active"]
+
+    def _maybe_close(self) -> None:
+        r = self._round
+        if r is None:
+            return
+        early = self.config.rounds.close_when_all_reported
+        if not r.should_close(self.clock(), self._active_nodes() if r.accepted else (), early):
+            return
+        self._close(r)
+        limit = self.config.rounds.max_rounds
+        if limit and r.number >= limit:
+            self._round = None
+            self._done.set()
+        else:
+            self._open_round(r.number + 1)
+
+    def _close(self, r: OpenRound) -> None:
+        assert self.ledger is not None and self.mqtt is not None
+        updates = list(r.accepted.values())
+        state = self.strategy.aggregate(updates, self.global_state)
+        global_hash = None
+        if state is not None:
+            arrays: dict[str, NDArray[Any]] = {"beta": state.beta}
+            if state.U is not None and state.V is not None and state.class_counts is not None:
+                arrays.update(U=state.U, V=state.V, class_counts=state.class_counts)
+            env = wire.global_model(
+                self.signing_key,
+                round=r.number,
+                strategy=self.strategy.name,
+                model_hash=self.model_hash,
+                n_samples=state.n_samples,
+                contributors=len(updates),
+                arrays=arrays,
+            )
+            global_hash = env["weights_hash"]
+            self.global_state = state
+            self.mqtt.publish(self.topic("fl/global"), wire.encode(env), retain=True)
+        weights = state.weights if state is not None else {}
+        accepted = tuple(
+            (u.node_id, u.update_hash, float(weights.get(u.node_id, 0.0)))
+            for u in sorted(updates, key=lambda u: u.node_id)
+        )
+        self.ledger.append_round(
+            r.number,
+            self.strategy.name,
+            accepted=accepted,
+            rejected=r.rejected,
+            reputation=dict(state.reputation) if state is not None else None,
+            global_model_hash=global_hash,
+        )
+        checkpoint = self.ledger.signed_checkpoint()
+        self.mqtt.publish(self.topic("ledger/checkpoint"), canonical_json(checkpoint), retain=True)
+        result = RoundResult(
+            round=r.number,
+            strategy=self.strategy.name,
+            accepted=accepted,
+            rejected=tuple(r.rejected),
+            state=state,
+            global_hash=global_hash,
+            seconds=self.clock() - r.opened_at,
+        )
+        self.results.append(result)
+        log.info(
+            "round %d closed: %d accepted, %d rejected%s",
+            r.number,
+            len(accepted),
+            len(r.rejected),
+            "" if state is not None else " (no quorum: global model kept)",
+        )
+        if self.on_round is not None:
+            try:
+                self.on_round(result)
+            except Exception:
+                log.exception("on_round observer failed")
+
+    def _open_round(self, number: int) -> None:
+        assert self.mqtt is not None
+        now = self.clock()
+        cfg = self.config
+        deadline = now + cfg.rounds.duration
+        self._round = OpenRound(number, now, deadline, cfg.rounds.quorum)
+        env = wire.round_announcement(
+            self.signing_key,
+            round=number,
+            model_hash=self.model_hash,
+            strategy=self.strategy.name,
+            kind=self.strategy.kind,
+            deadline=deadline,
+            min_beats=cfg.rounds.min_beats,
+            C=cfg.model.C,
+            class_weight=cfg.model.weights(),
+        )
+        self.mqtt.publish(self.topic("fl/round"), wire.encode(env), retain=True)
+        log.info("round %d announced (deadline in %.1f s)", number, cfg.rounds.duration)
