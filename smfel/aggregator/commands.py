@@ -61,7 +61,7 @@ def _calibration(args: argparse.Namespace) -> Any:
     if args.data:
         import numpy as np
 
-        from smfel.sensors import load_record_beats  # type: ignore[attr-defined]
+        from smfel.sensors import load_record_beats
 
         records = [r for r in args.records.split(",") if r]
         if not records:

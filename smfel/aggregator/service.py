@@ -15,6 +15,7 @@ Embeddable: ``Aggregator(config, signing_key=...).start()`` / ``.stop()``, obser
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -26,9 +27,8 @@ from typing import Any
 from numpy.typing import NDArray
 
 from smfel.agent.bundle import load_bundle
-from smfel.agent.codec import canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, key_id
-from smfel.aggregator import wire
+from smfel.agent.protocol import GlobalModel, LedgerCheckpoint, RoundAnnouncement
 from smfel.aggregator._mqtt import MqttClient
 from smfel.aggregator.config import AggregatorConfig
 from smfel.aggregator.ledger import Ledger
@@ -55,6 +55,10 @@ def key_event_recorder(ledger: Ledger) -> Callable[[KeyEvent], None]:
         )
 
     return record
+
+
+def _prefixed(h: str) -> str:
+    return h if h.startswith("sha256:") else "sha256:" + h
 
 
 class Aggregator:
@@ -122,6 +126,7 @@ class Aggregator:
             classes=cfg.model.classes,
             class_weight=cfg.model.weights(),
             activation=bundle.hidden.activation,
+            model_hash=bundle.model_hash,
             min_beats=cfg.rounds.min_beats,
             max_payload=cfg.rounds.max_payload,
             max_clock_skew=cfg.rounds.max_clock_skew,
@@ -240,18 +245,20 @@ class Aggregator:
             arrays: dict[str, NDArray[Any]] = {"beta": state.beta}
             if state.U is not None and state.V is not None and state.class_counts is not None:
                 arrays.update(U=state.U, V=state.V, class_counts=state.class_counts)
-            env = wire.global_model(
+            head = self.ledger.checkpoint()
+            env = GlobalModel.create(
                 self.signing_key,
                 round=r.number,
-                strategy=self.strategy.name,
                 model_hash=self.model_hash,
-                n_samples=state.n_samples,
-                contributors=len(updates),
+                strategy=self.strategy.name,
                 arrays=arrays,
+                n_samples=state.n_samples,
+                contributors=[u.node_id for u in updates],
+                ledger_height=head.height + 1,
             )
-            global_hash = env["weights_hash"]
+            global_hash = env.weights_hash
             self.global_state = state
-            self.mqtt.publish(self.topic("fl/global"), wire.encode(env), retain=True)
+            self.mqtt.publish(self.topic("fl/global"), env.to_bytes(), retain=True)
         weights = state.weights if state is not None else {}
         accepted = tuple(
             (u.node_id, u.update_hash, float(weights.get(u.node_id, 0.0)))
@@ -265,8 +272,15 @@ class Aggregator:
             reputation=dict(state.reputation) if state is not None else None,
             global_model_hash=global_hash,
         )
-        checkpoint = self.ledger.signed_checkpoint()
-        self.mqtt.publish(self.topic("ledger/checkpoint"), canonical_json(checkpoint), retain=True)
+        cp = self.ledger.checkpoint()
+        signed = LedgerCheckpoint.create(
+            self.signing_key,
+            height=cp.height,
+            head_hash=_prefixed(cp.head_hash),
+            merkle_root=_prefixed(cp.merkle_root),
+            tree_size=cp.tree_size,
+        )
+        self.mqtt.publish(self.topic("ledger/checkpoint"), signed.to_bytes(), retain=True)
         result = RoundResult(
             round=r.number,
             strategy=self.strategy.name,
@@ -296,16 +310,16 @@ class Aggregator:
         cfg = self.config
         deadline = now + cfg.rounds.duration
         self._round = OpenRound(number, now, deadline, cfg.rounds.quorum)
-        env = wire.round_announcement(
+        env = RoundAnnouncement.create(
             self.signing_key,
             round=number,
             model_hash=self.model_hash,
             strategy=self.strategy.name,
             kind=self.strategy.kind,
-            deadline=deadline,
-            min_beats=cfg.rounds.min_beats,
+            deadline=dt.datetime.fromtimestamp(deadline, dt.UTC),
             C=cfg.model.C,
             class_weight=cfg.model.weights(),
+            min_beats=cfg.rounds.min_beats,
         )
-        self.mqtt.publish(self.topic("fl/round"), wire.encode(env), retain=True)
+        self.mqtt.publish(self.topic("fl/round"), env.to_bytes(), retain=True)
         log.info("round %d announced (deadline in %.1f s)", number, cfg.rounds.duration)

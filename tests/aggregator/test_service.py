@@ -14,7 +14,6 @@ import pytest
 
 from smfel.agent.codec import array_from_wire, canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, key_id, verify_bytes
-from smfel.aggregator import wire
 from smfel.aggregator._mqtt import MqttClient
 from smfel.aggregator.config import (
     AggregatorConfig,
@@ -29,6 +28,7 @@ from smfel.aggregator.registry import Registry
 from smfel.aggregator.rounds import RoundResult
 from smfel.aggregator.service import Aggregator, key_event_recorder
 from smfel.aggregator.strategies import AcceptedUpdate, Exact
+from tests.aggregator import crafting as wire
 from tests.aggregator.crafting import CLASSES, WEIGHTS, C, enrol, learner, stats_update
 from tests.support.broker import MosquittoBroker
 
@@ -68,9 +68,10 @@ def _wait(pred: Any, timeout: float = 20.0) -> None:
 
 
 def test_crafted_bad_updates_are_rejected_recorded_and_survived(
-    tmp_path: Path, mosquitto: MosquittoBroker
+    tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg, (agg_key, issued) = _setup(tmp_path, mosquitto, max_payload=100_000)
+    monkeypatch.setattr(wire, "MODEL", issued.model_hash)
     keys = _enrol(cfg, agg_key, ["a", "b", "gone"])
     with Registry(cfg.service.path(cfg.service.registry)) as reg:
         reg.revoke("gone")  # (no ledger here: the event is tested elsewhere)
