@@ -17,6 +17,7 @@ __all__ = [
     "UPDATES_ALL",
     "UPDATES_SHARED",
     "events",
+    "keys",
     "labels",
     "node_from_topic",
     "status",
@@ -63,6 +64,11 @@ def events(node_id: str) -> str:
 def labels(node_id: str) -> str:
     """Label feedback to the device (a clinician confirms a beat)."""
     return f"{PREFIX}/nodes/{_node(node_id)}/labels"
+
+
+def keys(node_id: str) -> str:
+    """Where ``node_id`` sends its signed key rotation statements."""
+    return f"{PREFIX}/nodes/{_node(node_id)}/keys"
 
 
 def update(node_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -99,6 +100,22 @@ def get_float(obj: Mapping[str, Any], name: str) -> float:
     if not isinstance(v, float):
         raise fail(f"{name} must be a JSON number with a fraction (e.g. 0.5 or 1.0), got {v!r:.80}")
     return v
+
+
+def get_optional_float(obj: Mapping[str, Any], name: str) -> float | None:
+    return None if obj[name] is None else get_float(obj, name)
+
+
+def get_positive_floats(obj: Mapping[str, Any], name: str, limit: int) -> tuple[float, ...]:
+    v = obj[name]
+    if not isinstance(v, list) or not 1 <= len(v) <= limit:
+        raise fail(f"{name} must be a list of 1 to {limit} numbers")
+    for x in v:
+        if not isinstance(x, float) or not math.isfinite(x) or x <= 0:
+            raise fail(
+                f"{name} must hold positive finite JSON numbers with a fraction, got {x!r:.40}"
+            )
+    return tuple(v)
 
 
 def get_time(obj: Mapping[str, Any], name: str) -> str:

@@ -48,6 +48,8 @@ class RoundAnnouncement(SignedEnvelope):
     kind: UpdateKind
     deadline: str
     min_beats: int
+    C: float
+    class_weight: tuple[float, ...]
     timestamp: str
     nonce: str
     key_id: str
@@ -55,13 +57,16 @@ class RoundAnnouncement(SignedEnvelope):
 
     SCHEMA: ClassVar[str] = "smfel.round/1"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"schema", "round", "model_hash", "strategy", "kind", "deadline", "min_beats"}
-        | {"timestamp", "nonce", "key_id", "signature"}
+        {"schema", "round", "model_hash", "strategy", "kind", "deadline", "min_beats", "C"}
+        | {"class_weight", "timestamp", "nonce", "key_id", "signature"}
     )
 
     def __post_init__(self) -> None:
         f.get_int({"round": self.round}, "round")
         f.get_int({"min_beats": self.min_beats}, "min_beats")
+        object.__setattr__(self, "class_weight", tuple(self.class_weight))
+        f.get_positive_floats({"C": [self.C]}, "C", 1)
+        f.get_positive_floats({"class_weight": list(self.class_weight)}, "class_weight", 64)
         f.check_pattern(self.model_hash, f.HASH, _HASH_WHAT, "model_hash")
         f.check_pattern(self.strategy, f.TOKEN, "a lower-case name", "strategy")
         if self.kind not in KINDS:
@@ -79,10 +84,14 @@ class RoundAnnouncement(SignedEnvelope):
         strategy: str,
         kind: UpdateKind,
         deadline: dt.datetime,
+        C: float,
+        class_weight: Sequence[float],
         min_beats: int = 50,
         now: dt.datetime | None = None,
         nonce: str | None = None,
     ) -> RoundAnnouncement:
+        """Sign an announcement. ``C`` and ``class_weight`` are the ridge parameter and class
+        weights every device must learn with (the exact strategy relies on it)."""
         timestamp, nonce = stamp(now, nonce)
         fields: dict[str, Any] = dict(
             round=round,
@@ -91,6 +100,8 @@ class RoundAnnouncement(SignedEnvelope):
             kind=kind,
             deadline=f.format_time(deadline),
             min_beats=min_beats,
+            C=float(C),
+            class_weight=tuple(float(w) for w in class_weight),
             timestamp=timestamp,
             nonce=nonce,
             key_id=key_id(key),
@@ -111,6 +122,8 @@ class RoundAnnouncement(SignedEnvelope):
             "kind": self.kind,
             "deadline": self.deadline,
             "min_beats": self.min_beats,
+            "C": self.C,
+            "class_weight": list(self.class_weight),
             "timestamp": self.timestamp,
             "nonce": self.nonce,
             "key_id": self.key_id,
@@ -128,6 +141,8 @@ class RoundAnnouncement(SignedEnvelope):
             kind=cast(UpdateKind, kind),
             deadline=f.get_time(obj, "deadline"),
             min_beats=f.get_int(obj, "min_beats"),
+            C=f.get_positive_floats({"C": [obj["C"]]}, "C", 1)[0],
+            class_weight=f.get_positive_floats(obj, "class_weight", 64),
             timestamp=f.get_time(obj, "timestamp"),
             nonce=f.get_str(obj, "nonce", f.NONCE, "32 hex digits"),
             key_id=f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>"),

@@ -85,7 +85,7 @@ class Update(SignedEnvelope):
     kind: UpdateKind
     model_hash: str
     n_samples: int
-    local_accuracy: float
+    local_accuracy: float | None
     arrays: Mapping[str, NDArray[Any]]
     weights_hash: str
     timestamp: str
@@ -122,7 +122,7 @@ class Update(SignedEnvelope):
             raise f.fail(f"kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("round", "n_samples"):
             f.get_int({name: getattr(self, name)}, name)
-        f.get_float({"local_accuracy": self.local_accuracy}, "local_accuracy")
+        f.get_optional_float({"local_accuracy": self.local_accuracy}, "local_accuracy")
         f.get_time({"timestamp": self.timestamp}, "timestamp")
         object.__setattr__(self, "arrays", freeze_arrays(self.arrays))
         check_update_arrays(self.kind, self.arrays)
@@ -137,12 +137,13 @@ class Update(SignedEnvelope):
         kind: UpdateKind,
         arrays: Mapping[str, ArrayLike],
         n_samples: int,
-        local_accuracy: float,
+        local_accuracy: float | None,
         model_hash: str,
         now: dt.datetime | None = None,
         nonce: str | None = None,
     ) -> Update:
-        """Sign a new update. ``local_accuracy`` is rounded to 4 decimals (see docs/protocol.md)."""
+        """Sign a new update. ``local_accuracy`` (``None`` when unknown) is rounded to 4
+        decimals, which keeps its decimal spelling the same in every JSON library."""
         timestamp, nonce = stamp(now, nonce)
         frozen = freeze_arrays(arrays)
         fields: dict[str, Any] = {
@@ -151,8 +152,9 @@ class Update(SignedEnvelope):
             "kind": kind,
             "model_hash": model_hash,
             "n_samples": n_samples,
-            # Rounding keeps the number's decimal spelling the same in every JSON library.
-            "local_accuracy": builtins.round(float(local_accuracy), 4),
+            "local_accuracy": (
+                None if local_accuracy is None else builtins.round(float(local_accuracy), 4)
+            ),
             "arrays": frozen,
             "weights_hash": arrays_digest(frozen),
             "timestamp": timestamp,
@@ -171,7 +173,7 @@ class Update(SignedEnvelope):
         node_id: str,
         round: int,
         model_hash: str,
-        local_accuracy: float,
+        local_accuracy: float | None,
         now: dt.datetime | None = None,
     ) -> Update:
         """A ``stats`` update from a learner's :class:`SufficientStatistics`."""
@@ -218,7 +220,7 @@ class Update(SignedEnvelope):
             kind=cast(UpdateKind, kind),
             model_hash=f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>"),
             n_samples=f.get_int(obj, "n_samples"),
-            local_accuracy=f.get_float(obj, "local_accuracy"),
+            local_accuracy=f.get_optional_float(obj, "local_accuracy"),
             arrays=f.get_arrays(obj, limits),
             weights_hash=f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>"),
             timestamp=f.get_time(obj, "timestamp"),
@@ -232,7 +234,7 @@ class Update(SignedEnvelope):
 
     def check_values(self, limits: Limits) -> None:
         """Values real data can produce: accuracy in [0, 1], at least ``min_beats`` beats."""
-        if not 0.0 <= self.local_accuracy <= 1.0:
+        if self.local_accuracy is not None and not 0.0 <= self.local_accuracy <= 1.0:
             raise Rejected(
                 Reason.OUT_OF_BOUNDS, f"local_accuracy {self.local_accuracy} is not in [0, 1]"
             )
