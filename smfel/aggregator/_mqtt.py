@@ -57,6 +57,7 @@ class MqttClient:
         self._subs: dict[str, Handler] = {}
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
+        self._loop_thread: int | None = None
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         """Call ``handler(topic, payload)`` for every message on ``topic_filter`` (QoS 1)."""
@@ -96,13 +97,18 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0
     ) -> None:
-        """Publish at QoS 1 and wait for PUBACK; :class:`MqttError` when it is refused."""
+        """Publish at QoS 1 and wait for PUBACK; :class:`MqttError` when it is refused.
+
+        Called from a message handler (paho's network thread, which is the one that would
+        receive the PUBACK) it queues the message and returns without waiting."""
         c = self._client
         if c is None:
             raise MqttError("not started")
         info = c.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise MqttError(f"publish to {topic} failed", mqtt.error_string(info.rc))
+        if threading.get_ident() == self._loop_thread:
+            return
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise MqttError(f"no PUBACK for {topic} within {timeout} s")
@@ -116,6 +122,7 @@ class MqttClient:
         reason: ReasonCode,
         props: Properties | None,
     ) -> None:
+        self._loop_thread = threading.get_ident()
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return

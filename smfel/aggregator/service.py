@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,10 @@ class Aggregator:
         signing_key: Ed25519PrivateKey,
         on_round: Callable[[RoundResult], None] | None = None,
         clock: Callable[[], float] = time.time,
+        manual_rounds: bool = False,
     ) -> None:
         self.config = config
+        self.manual_rounds = manual_rounds
         self.signing_key = signing_key
         self.on_round = on_round
         self.clock = clock
@@ -85,7 +87,9 @@ class Aggregator:
         self.results: list[RoundResult] = []
         self.global_state: GlobalState | None = None
         self.errors = 0
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._expect: frozenset[str] | None = None
+        self._next_round = 1
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -151,7 +155,9 @@ class Aggregator:
         )
         self.mqtt.start()
         self._stop.clear()
-        self._open_round(self._first_round())
+        self._next_round = self._first_round()
+        if not self.manual_rounds:
+            self._open_round(self._next_round)
         self._thread = threading.Thread(target=self._work, name="aggregator-worker", daemon=True)
         self._thread.start()
         log.info("aggregator serving strategy %s, model %s", self.strategy.name, self.model_hash)
@@ -161,6 +167,11 @@ class Aggregator:
         assert self.ledger is not None
         rounds = [b.header.round for b in self.ledger.blocks() if b.header.kind == "round"]
         return max((r for r in rounds if r is not None), default=0) + 1
+
+    def announce_next(self, expect: Collection[str] | None = None) -> None:
+        """Open the next round now (``manual_rounds``); it closes early once every node in
+        ``expect`` (default: every active node) was accepted or refused."""
+        self._queue.put(("open", None if expect is None else frozenset(expect)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -191,7 +202,11 @@ class Aggregator:
             except queue.Empty:
                 item = None
             try:
-                if item is not None:
+                if item is not None and item[0] == "open":
+                    if self._round is None:
+                        self._expect = item[1]
+                        self._open_round(self._next_round)
+                elif item is not None:
                     self._handle(*item)
                 self._maybe_close()
             except Exception:
@@ -226,15 +241,22 @@ class Aggregator:
         if r is None:
             return
         early = self.config.rounds.close_when_all_reported
-        if not r.should_close(self.clock(), self._active_nodes() if r.accepted else (), early):
+        if self._expect is not None:
+            heard = set(r.accepted) | {node for node, _, _ in r.rejected}
+            done = self._expect <= heard
+        else:
+            done = r.should_close(self.clock(), self._active_nodes() if r.accepted else (), early)
+        if not (done or self.clock() >= r.deadline):
             return
+        self._round = None
+        self._expect = None
         self._close(r)
+        self._next_round = r.number + 1
         limit = self.config.rounds.max_rounds
         if limit and r.number >= limit:
-            self._round = None
             self._done.set()
-        else:
-            self._open_round(r.number + 1)
+        elif not self.manual_rounds:
+            self._open_round(self._next_round)
 
     def _close(self, r: OpenRound) -> None:
         assert self.ledger is not None and self.mqtt is not None
