@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from smfel._cli import EX_DATAERR, configure_logging, make_parser
+from smfel.agent.daemon.commands import add_commands
 from smfel.agent.errors import StateFileError
 from smfel.agent.state import load_state
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("state-info", help="summarise a learner state file")
     p.add_argument("file", help="path of the state file")
     p.set_defaults(func=_state_info)
+    add_commands(sub)
     return parser
 
 

@@ -46,7 +46,6 @@ __all__ = [
 
 DEFAULT_BOARD = "x86-sim"
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._/-]+[A-Za-z0-9._-]$")
 
 
 class ConfigError(SmfelError):
@@ -121,7 +120,7 @@ class LearningConfig:
     min_beats: int = 50
     checkpoint_every: int = 500
     C: float = 0.0
-    balanced: bool = True
+    class_weight: tuple[float, ...] = ()
 
     def _check(self) -> list[str]:
         out = []
@@ -130,6 +129,13 @@ class LearningConfig:
         if self.checkpoint_every < 1:
             out.append(
                 f"checkpoint_every: expected a positive number of beats, got {self.checkpoint_every}"
+            )
+        if self.class_weight and (
+            len(self.class_weight) != 4 or not all(w > 0 for w in self.class_weight)
+        ):
+            out.append(
+                "class_weight: expected four positive weights for N, S, V, F (or none), "
+                f"got {list(self.class_weight)}"
             )
         if self.C < 0:
             out.append(
@@ -150,7 +156,6 @@ class MqttConfig:
     username: str = ""
     password_file: str = ""
     keepalive: int = 30
-    topic_prefix: str = "smfel/v1"
 
     def _check(self) -> list[str]:
         out = []
@@ -162,10 +167,6 @@ class MqttConfig:
             out.append(f"keepalive: expected 5..3600 seconds, got {self.keepalive}")
         if bool(self.cert_file) != bool(self.key_file):
             out.append("cert_file: a client certificate needs key_file too (and the reverse)")
-        if not _TOPIC_PREFIX.match(self.topic_prefix) or "//" in self.topic_prefix:
-            out.append(
-                f"topic_prefix: expected a topic prefix such as smfel/v1, got {self.topic_prefix!r}"
-            )
         return out
 
 
@@ -278,7 +279,8 @@ def _type_name(tp: Any) -> str:
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return "a list of strings"
+        item = typing.get_args(tp)[0]
+        return "a list of strings" if item is str else "a list of numbers"
     if origin in (Mapping, dict) or tp is Mapping:
         return "a table of strings, numbers or booleans"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -304,8 +306,9 @@ def _coerce(tp: Any, value: Any) -> Any:
     if origin is Literal:
         ok = value in typing.get_args(tp)
     elif origin is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
+        item = typing.get_args(tp)[0]
+        ok = isinstance(value, list) and all(_SCALARS[item](v) for v in value)
+        value = tuple(item(v) for v in value) if ok else value
     elif origin is Mapping:
         ok = isinstance(value, dict) and all(
             isinstance(v, str | int | float | bool) for v in value.values()

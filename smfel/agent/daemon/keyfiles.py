@@ -1,0 +1,123 @@
+"""Key files of the agent: its own Ed25519 key and the aggregator keys it trusts.
+
+The device key is generated on the device (the private key never leaves it), stored as
+PKCS#8 PEM with mode 0600 in the state directory, or handed in by systemd as a credential
+(``LoadCredential=``, see :meth:`smfel.agent.daemon.config.StateConfig.key_path`). Trusted keys
+are PEM public keys (SubjectPublicKeyInfo) or the 32 raw bytes in base64, one per file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from smfel.agent.errors import SmfelError
+from smfel.agent.keys import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    key_id,
+    public_key_from_raw,
+    public_key_raw,
+)
+
+__all__ = [
+    "KeyFileError",
+    "load_or_create_node_key",
+    "load_private_key",
+    "load_public_key",
+    "load_trusted_keys",
+    "public_key_pem",
+    "write_private_key",
+]
+
+
+class KeyFileError(SmfelError):
+    """A key file is missing, unreadable or not an Ed25519 key; ``path`` says which."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def write_private_key(path: str | Path, key: Ed25519PrivateKey) -> None:
+    """Write ``key`` as PKCS#8 PEM, created with mode 0600 (never readable by others)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as err:
+        raise KeyFileError(path, f"not a PEM private key: {err}") from err
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(path, f"expected an Ed25519 key, got {type(key).__name__}")
+    return key
+
+
+def load_or_create_node_key(path: str | Path) -> Ed25519PrivateKey:
+    """The device key at ``path``, generated there on first use."""
+    p = Path(path)
+    if not p.exists():
+        write_private_key(p, Ed25519PrivateKey.generate())
+    return load_private_key(p)
+
+
+def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    """A PEM public key, or the raw 32-byte key in base64."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
+    if b"-----BEGIN" in data:
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as err:
+            raise KeyFileError(path, f"not a PEM public key: {err}") from err
+        if not isinstance(key, Ed25519PublicKey):
+            raise KeyFileError(path, f"expected an Ed25519 key, got {type(key).__name__}")
+        return key
+    try:
+        return public_key_from_raw(base64.b64decode(data.strip(), validate=True))
+    except (binascii.Error, ValueError) as err:
+        raise KeyFileError(path, f"expected a PEM public key or 32 bytes in base64: {err}") from err
+
+
+def load_trusted_keys(paths: Iterable[str]) -> dict[str, Ed25519PublicKey]:
+    """key id -> public key for every file in ``paths``."""
+    out: dict[str, Ed25519PublicKey] = {}
+    for p in paths:
+        key = load_public_key(p)
+        out[key_id(key)] = key
+    return out
+
+
+def raw_b64(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(public_key_raw(key)).decode("ascii")
