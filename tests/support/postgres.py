@@ -153,6 +153,15 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def create_schema(self, prefix: str = "s") -> str:
+        """A new empty schema in the ``postgres`` database (much faster than a database);
+        returns a URL whose connections use it as their ``search_path``."""
+        self._counter += 1
+        name = f"{prefix}_{os.getpid()}_{self._counter}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return self.url("postgres") + f"?options=-csearch_path%3D{name}"
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGINT)  # "fast" shutdown: disconnects clients
@@ -187,5 +196,5 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def postgres_db(postgres_server: PostgresServer) -> str:
-    """The URL of a fresh, empty database on the session's server."""
-    return postgres_server.create_database()
+    """The URL of a fresh, empty schema on the session's server (``search_path`` set in the URL)."""
+    return postgres_server.create_schema()

@@ -22,6 +22,7 @@ from smfel.agent.codec import canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
 from smfel.aggregator.ledger.entry import Entry
 from smfel.aggregator.ledger.errors import LedgerInputError
+from smfel.aggregator.ledger.merkle import hash_from_text, hash_text
 
 __all__ = [
     "BLOCK_KINDS",
@@ -38,18 +39,15 @@ __all__ = [
 BLOCK_SCHEMA = "smfel.ledger.block/1"
 BLOCK_KINDS = frozenset({"round", "key_event"})
 #: The previous hash of the first block.
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = "sha256:" + "0" * 64
 
 
 def _hex32(field: str, value: object) -> str:
-    if not isinstance(value, str) or len(value) != 64:
-        raise LedgerInputError(field, f"expected 64 lowercase hex digits, got {value!r}")
     try:
-        bytes.fromhex(value)
+        hash_from_text(value)
     except ValueError as err:
-        raise LedgerInputError(field, f"expected 64 lowercase hex digits, got {value!r}") from err
-    if value != value.lower():
-        raise LedgerInputError(field, f"expected 64 lowercase hex digits, got {value!r}")
+        raise LedgerInputError(field, str(err)) from err
+    assert isinstance(value, str)
     return value
 
 
@@ -61,7 +59,7 @@ def _int(field: str, value: object, low: int = 0) -> int:
 
 @dataclass(frozen=True, slots=True)
 class BlockHeader:
-    """The signed part of a block. Hashes are lowercase hex of 32 bytes."""
+    """The signed part of a block. Hashes are ``sha256:<64 lowercase hex>``."""
 
     height: int
     prev_hash: str
@@ -148,7 +146,7 @@ class BlockHeader:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.canonical()).hexdigest()
+        return hash_text(hashlib.sha256(self.canonical()).digest())
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from smfel.aggregator.ledger.block import (
     trusted_key_map,
 )
 from smfel.aggregator.ledger.errors import LedgerInputError, ProofError
+from smfel.aggregator.ledger.merkle import hash_from_text
 
 __all__ = ["CHECKPOINT_SCHEMA", "Checkpoint", "sign_checkpoint", "verify_signed_checkpoint"]
 
@@ -28,9 +29,11 @@ CHECKPOINT_SCHEMA = "smfel.ledger.checkpoint/1"
 
 
 class Checkpoint(NamedTuple):
-    """``(height, head_hash, tree_size, merkle_root)``; hashes are lowercase hex.
+    """``(height, head_hash, tree_size, merkle_root)``; hashes are ``sha256:<64 hex>``.
 
-    An empty ledger has height -1, the genesis hash, size 0 and the root of the empty tree.
+    An empty ledger has height -1, the genesis hash, size 0 and the root of the empty tree. The
+    fields match the ``smfel.checkpoint/1`` envelope of :mod:`smfel.agent.protocol`, which is how
+    the aggregator publishes a checkpoint on MQTT.
     """
 
     height: int
@@ -59,15 +62,18 @@ class Checkpoint(NamedTuple):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise LedgerInputError(name, f"expected an integer, got {value!r}")
         for name, value in (("head_hash", head), ("merkle_root", root)):
-            if not isinstance(value, str) or len(value) != 64:
-                raise LedgerInputError(name, f"expected 64 hex digits, got {value!r}")
             try:
-                bytes.fromhex(value)
+                hash_from_text(value)
             except ValueError as err:
-                raise LedgerInputError(name, f"expected 64 hex digits, got {value!r}") from err
+                raise LedgerInputError(name, str(err)) from err
         if height < -1 or size < 0:
             raise LedgerInputError("checkpoint", f"height {height} or size {size} out of range")
-        return cls(height, head.lower(), size, root.lower())
+        return cls(height, head, size, root)
+
+    @property
+    def root(self) -> bytes:
+        """The Merkle root as 32 bytes."""
+        return hash_from_text(self.merkle_root)
 
 
 def _payload(doc: Mapping[str, Any]) -> bytes:

@@ -29,7 +29,7 @@ __all__ = ["LogVerifier", "check_consistency", "check_inclusion"]
 
 
 def _root(checkpoint: Checkpoint) -> bytes:
-    return bytes.fromhex(checkpoint.merkle_root)
+    return checkpoint.root
 
 
 def check_inclusion(entry: Entry | bytes, proof: InclusionProof, checkpoint: Checkpoint) -> None:
@@ -41,6 +41,8 @@ def check_inclusion(entry: Entry | bytes, proof: InclusionProof, checkpoint: Che
                                       f"the checkpoint has {checkpoint.tree_size}")  # fmt: skip
     if proof.leaf_hash != leaf:
         raise ProofError("inclusion", "the proof is for a different entry")
+    if proof.root != _root(checkpoint):
+        raise ProofError("inclusion", "the proof names a root other than the checkpoint's")
     if not verify_inclusion(leaf, proof.leaf_index, proof.tree_size, proof.path, _root(checkpoint)):
         raise ProofError("inclusion", f"the path does not lead from entry {proof.leaf_index} "
                                       "to the checkpoint's root")  # fmt: skip
@@ -51,6 +53,8 @@ def check_consistency(old: Checkpoint, new: Checkpoint, proof: ConsistencyProof)
     if (proof.first, proof.second) != (old.tree_size, new.tree_size):
         raise ProofError("consistency", f"the proof links sizes {proof.first} -> {proof.second}, "
                                         f"expected {old.tree_size} -> {new.tree_size}")  # fmt: skip
+    if (proof.first_root, proof.second_root) != (_root(old), _root(new)):
+        raise ProofError("consistency", "the proof names roots other than the checkpoints'")
     if not verify_consistency(old.tree_size, new.tree_size, _root(old), _root(new), proof.path):
         raise ProofError("consistency", f"the tree of {new.tree_size} entries does not extend "
                                         f"the trusted tree of {old.tree_size}")  # fmt: skip
@@ -83,7 +87,13 @@ class LogVerifier:
     ) -> Checkpoint:
         """Verify a signed checkpoint and, if one is already trusted, the consistency proof from
         it to the new one; the new checkpoint becomes the trusted one. Raises ProofError."""
-        new = verify_signed_checkpoint(signed_checkpoint, self._trusted, self._k)
+        return self.advance(
+            verify_signed_checkpoint(signed_checkpoint, self._trusted, self._k), proof
+        )
+
+    def advance(self, new: Checkpoint, proof: ConsistencyProof | None = None) -> Checkpoint:
+        """Move to ``new``, a checkpoint whose signature the caller has already checked (e.g. a
+        ``smfel.checkpoint/1`` envelope from MQTT), if the log proves it extends the trusted one."""
         old = self.checkpoint
         if old is not None:
             if new.tree_size < old.tree_size or new.height < old.height:

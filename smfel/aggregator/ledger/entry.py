@@ -18,7 +18,7 @@ from typing import Any
 
 from smfel.agent.codec import canonical_json
 from smfel.aggregator.ledger.errors import LedgerInputError
-from smfel.aggregator.ledger.merkle import leaf_hash
+from smfel.aggregator.ledger.merkle import hash_text, leaf_hash
 
 __all__ = ["ENTRY_TYPES", "KEY_EVENTS", "Entry", "LogEntry"]
 
@@ -167,6 +167,6 @@ class LogEntry:
             "log_index": self.log_index,
             "height": self.height,
             "position": self.position,
-            "leaf_hash": self.entry.leaf_hash.hex(),
+            "leaf_hash": hash_text(self.entry.leaf_hash),
             "entry": self.entry.fields,
         }

@@ -39,6 +39,7 @@ from smfel.aggregator.ledger.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_path,
+    hash_text,
     inclusion_path,
     root_hash,
 )
@@ -183,7 +184,7 @@ class Ledger:
                 raise LedgerInputError("entries", f"expected Entry objects, got {e!r}")
         stamp = timestamp if timestamp is not None else utc_timestamp()
         leaves = [e.leaf_hash for e in entries]
-        block_root = root_hash(leaves).hex()
+        block_root = hash_text(root_hash(leaves))
         built: list[tuple[BlockHeader, tuple[Signature, ...], Frontier]] = []
 
         def build(head: HeadState, reader: Reader) -> tuple[BlockRow, list[EntryRow], HeadState]:
@@ -200,7 +201,7 @@ class Ledger:
                 entry_count=len(entries),
                 merkle_root=block_root,
                 log_size=frontier.size,
-                log_root=frontier.root().hex(),
+                log_root=hash_text(frontier.root()),
             )
             payload = header.canonical()
             sigs = sign_payload(payload, self._keys)
@@ -243,10 +244,10 @@ class Ledger:
             frontier = Frontier.from_bytes(head.log_size, head.frontier)
         except ValueError:
             frontier = Frontier()
-        if frontier.size != header.log_size or frontier.root().hex() != header.log_root:
+        if frontier.size != header.log_size or hash_text(frontier.root()) != header.log_root:
             log.warning("ledger head frontier does not match block %d; rebuilding", head.height)
             frontier = Frontier.of(reader.leaf_hashes(header.log_size))
-            if frontier.size != header.log_size or frontier.root().hex() != header.log_root:
+            if frontier.size != header.log_size or hash_text(frontier.root()) != header.log_root:
                 raise LedgerStorageError(
                     self._storage.url,
                     "the stored entries do not match the head block's log root; "
@@ -306,7 +307,7 @@ class Ledger:
         with self._storage.read() as reader:
             head = self._head(reader)
             if head.height < 0:
-                return Checkpoint(-1, head.hash, 0, EMPTY_ROOT.hex())
+                return Checkpoint(-1, head.hash, 0, hash_text(EMPTY_ROOT))
             row = reader.block(head.height)
             if row is None:
                 raise LedgerStorageError(self._storage.url, f"head block {head.height} is missing")

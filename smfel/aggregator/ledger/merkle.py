@@ -22,6 +22,7 @@ The different prefixes for leaves and interior nodes keep a leaf from being pass
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "HASH_SIZE",
     "Frontier",
     "consistency_path",
+    "hash_from_text",
+    "hash_text",
     "inclusion_path",
     "leaf_hash",
     "node_hash",
@@ -41,6 +44,21 @@ HASH_SIZE = 32
 _sha256 = hashlib.sha256
 #: MTH of the empty list: the hash of the empty string.
 EMPTY_ROOT: bytes = _sha256(b"").digest()
+
+
+_HASH_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def hash_text(digest: bytes) -> str:
+    """The project's text form of a SHA-256 digest: ``sha256:<64 lowercase hex>``."""
+    return "sha256:" + digest.hex()
+
+
+def hash_from_text(value: object) -> bytes:
+    """The 32 bytes of a ``sha256:<hex>`` string; ``ValueError`` naming the expected form."""
+    if not isinstance(value, str) or not _HASH_TEXT.fullmatch(value):
+        raise ValueError(f"expected sha256:<64 lowercase hex digits>, got {value!r:.90}")
+    return bytes.fromhex(value[7:])
 
 
 def leaf_hash(data: bytes) -> bytes:

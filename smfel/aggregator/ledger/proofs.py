@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from smfel.aggregator.ledger.errors import LedgerInputError
-from smfel.aggregator.ledger.merkle import HASH_SIZE, verify_consistency, verify_inclusion
+from smfel.aggregator.ledger.merkle import (
+    hash_from_text,
+    hash_text,
+    verify_consistency,
+    verify_inclusion,
+)
 
 __all__ = ["ConsistencyProof", "InclusionProof"]
 
 
 def _hash_from_hex(field: str, value: object) -> bytes:
-    if not isinstance(value, str):
-        raise LedgerInputError(field, f"expected a hex string, got {value!r}")
     try:
-        raw = bytes.fromhex(value)
+        return hash_from_text(value)
     except ValueError as err:
-        raise LedgerInputError(field, f"expected hex digits, got {value!r}") from err
-    if len(raw) != HASH_SIZE:
-        raise LedgerInputError(field, f"expected a {HASH_SIZE}-byte hash, got {len(raw)} bytes")
-    return raw
+        raise LedgerInputError(field, str(err)) from err
 
 
 def _int(field: str, value: object) -> int:
@@ -37,7 +37,7 @@ def _int(field: str, value: object) -> int:
 
 def _path(value: object) -> tuple[bytes, ...]:
     if not isinstance(value, list):
-        raise LedgerInputError("path", f"expected a list of hex hashes, got {value!r}")
+        raise LedgerInputError("path", f"expected a list of sha256:<hex> hashes, got {value!r}")
     return tuple(_hash_from_hex(f"path[{i}]", v) for i, v in enumerate(value))
 
 
@@ -62,9 +62,9 @@ class InclusionProof:
             "type": "inclusion",
             "leaf_index": self.leaf_index,
             "tree_size": self.tree_size,
-            "leaf_hash": self.leaf_hash.hex(),
-            "path": [p.hex() for p in self.path],
-            "root": self.root.hex(),
+            "leaf_hash": hash_text(self.leaf_hash),
+            "path": [hash_text(p) for p in self.path],
+            "root": hash_text(self.root),
         }
 
     @classmethod
@@ -101,9 +101,9 @@ class ConsistencyProof:
             "type": "consistency",
             "first": self.first,
             "second": self.second,
-            "first_root": self.first_root.hex(),
-            "second_root": self.second_root.hex(),
-            "path": [p.hex() for p in self.path],
+            "first_root": hash_text(self.first_root),
+            "second_root": hash_text(self.second_root),
+            "path": [hash_text(p) for p in self.path],
         }
 
     @classmethod

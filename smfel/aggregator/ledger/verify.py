@@ -27,7 +27,7 @@ from smfel.aggregator.ledger.block import (
 )
 from smfel.aggregator.ledger.checkpoint import Checkpoint
 from smfel.aggregator.ledger.errors import LedgerInputError
-from smfel.aggregator.ledger.merkle import EMPTY_ROOT, Frontier, root_hash
+from smfel.aggregator.ledger.merkle import EMPTY_ROOT, Frontier, hash_text, root_hash
 from smfel.aggregator.ledger.storage import BlockRow, EntryRow, Reader
 
 __all__ = ["VerifyReport", "verify_chain"]
@@ -46,7 +46,7 @@ class VerifyReport:
     entries: int
     signatures_checked: bool
     verified: Checkpoint = field(
-        default_factory=lambda: Checkpoint(-1, GENESIS_HASH, 0, EMPTY_ROOT.hex())
+        default_factory=lambda: Checkpoint(-1, GENESIS_HASH, 0, hash_text(EMPTY_ROOT))
     )
 
     def to_json(self) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class _Walk:
         self.frontier = Frontier()
         self.height = 0
         self.prev_hash = GENESIS_HASH
-        self.verified = Checkpoint(-1, GENESIS_HASH, 0, EMPTY_ROOT.hex())
+        self.verified = Checkpoint(-1, GENESIS_HASH, 0, hash_text(EMPTY_ROOT))
 
     def report(self, bad: int | None, reason: str | None, signed: bool) -> VerifyReport:
         return VerifyReport(
@@ -164,7 +164,7 @@ class _Walk:
                     h, f"previous hash {header.prev_hash[:16]}.. is not block {h - 1}'s hash"
                 )
             payload = row.header.encode("utf-8")
-            digest = _sha256(payload).hexdigest()
+            digest = "sha256:" + _sha256(payload).hexdigest()
             if row.hash != digest:
                 raise _Bad(h, "the stored block hash is not the hash of the header")
             if trusted is not None:
@@ -195,10 +195,10 @@ class _Walk:
                 pending = next(entries, None)
             if len(leaves) != header.entry_count:
                 raise _Bad(h, f"{len(leaves)} entries stored, the header says {header.entry_count}")
-            if root_hash(leaves).hex() != header.merkle_root:
+            if hash_text(root_hash(leaves)) != header.merkle_root:
                 raise _Bad(h, "the Merkle root of the block's entries does not match the header")
             self.frontier.extend(leaves)
-            log_root = self.frontier.root().hex()
+            log_root = hash_text(self.frontier.root())
             if self.frontier.size != header.log_size or log_root != header.log_root:
                 raise _Bad(h, "the log tree after this block does not match the header")
             if (
@@ -221,6 +221,9 @@ class _Walk:
 
     def _check_head(self, reader: Reader, witness: Checkpoint | None) -> None:
         last = self.height - 1
+        if witness is not None and witness.height > last:
+            raise _Bad(self.height, f"the chain ends at height {last} but a trusted checkpoint "
+                                    f"names height {witness.height}: blocks were dropped")  # fmt: skip
         head = reader.head()
         if head is None:
             raise _Bad(max(last, 0), "the ledger_head row is missing")
@@ -234,6 +237,3 @@ class _Walk:
             raise _Bad(max(last, 0), "the head row's hash is not the last block's hash")
         if head.log_size != self.frontier.size or bytes(head.frontier) != self.frontier.to_bytes():
             raise _Bad(max(last, 0), "the head row's log tree does not match the entries")
-        if witness is not None and witness.height > last:
-            raise _Bad(self.height, f"the chain ends at height {last} but a trusted checkpoint "
-                                    f"names height {witness.height}: blocks were dropped")  # fmt: skip
