@@ -21,16 +21,10 @@ from smfel import __version__
 from smfel._cli import EX_CONFIG
 from smfel.agent.daemon.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from smfel.agent.daemon.config import AgentConfig, ConfigError, load_config
-from smfel.agent.daemon.keyfiles import (
-    KeyFileError,
-    load_private_key,
-    load_trusted_keys,
-    public_key_pem,
-    raw_b64,
-    write_private_key,
-)
+from smfel.agent.daemon.keyfiles import KeyFileError, load_trusted_keys
 from smfel.agent.errors import SmfelError, StateFileError
-from smfel.agent.keys import Ed25519PrivateKey, key_id
+from smfel.agent.keys import key_id
+from smfel.agent.keystore import KeyStore, KeyStoreError
 
 __all__ = ["add_commands"]
 
@@ -97,15 +91,26 @@ def _keygen(args: argparse.Namespace) -> int:
     config = _config(args)
     if config is None:
         return EX_CONFIG
-    path = Path(args.out) if args.out else config.state.key_path()
-    if path.exists() and not args.force:
-        _err(
-            f"{path} exists; keep it, or pass --force to replace it (the aggregator must re-enrol)"
-        )
+    store = KeyStore(config.state.directory)
+    try:
+        if store.read_only:
+            key = store.load()
+            action = "credential"
+        elif (Path(config.state.directory) / "node.key").exists():
+            if not args.rotate:
+                key = store.load()
+                action = "existing"
+            else:
+                store.rotate(config.node.id)
+                key = store.load()
+                action = "rotated"
+        else:
+            key = store.load_or_create()
+            action = "generated"
+    except KeyStoreError as err:
+        _err(str(err))
         return 1
-    key = Ed25519PrivateKey.generate()
-    write_private_key(path, key)
-    print(json.dumps({"key_file": str(path), "key_id": key_id(key)}, indent=2))
+    print(json.dumps({"key_id": key_id(key), "key": action, "directory": config.state.directory}))
     return 0
 
 
@@ -114,20 +119,17 @@ def _enroll(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     try:
-        key = load_private_key(config.state.key_path())
-    except KeyFileError as err:
-        _err(f"{err}; create it with `smfel-agent keygen` (or start the service once)")
+        enrolment = KeyStore(config.state.directory).export_public(config.node.id)
+    except KeyStoreError as err:
+        _err(str(err))
         return 1
     request = {
-        "node_id": config.node.id,
-        "key_id": key_id(key),
-        "public_key": raw_b64(key.public_key()),
-        "public_key_pem": public_key_pem(key),
+        **enrolment.to_dict(),
         "board": config.board,
         "site": config.node.site,
         "version": __version__,
     }
-    print(json.dumps(request, indent=2))
+    print(json.dumps(request, indent=2, sort_keys=True))
     return 0
 
 
@@ -233,8 +235,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--exit-on-end", action="store_true", help="stop when the source ends (replays)")
     p.set_defaults(func=_run)
     p = parser("keygen", help="generate the device's Ed25519 key in its state directory")
-    p.add_argument("--out", help="write the key here instead")
-    p.add_argument("--force", action="store_true", help="replace an existing key")
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="replace an existing key (the old one is kept until acknowledged)",
+    )
     p.set_defaults(func=_keygen)
     parser("enroll", help="print the enrolment request (node id, public key, board)").set_defaults(
         func=_enroll

@@ -205,7 +205,6 @@ class AlertsConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     directory: str = "/var/lib/smfel-agent"
-    key_file: str = "node.key"
 
     def _check(self) -> list[str]:
         return [] if self.directory else ["directory: expected a directory path"]
@@ -213,13 +212,6 @@ class StateConfig:
     def path(self, name: str) -> Path:
         """``name`` inside the state directory (absolute names are kept)."""
         return Path(self.directory) / name
-
-    def key_path(self) -> Path:
-        # A systemd credential (LoadCredential=node.key:...) wins over the state directory.
-        cred = os.environ.get("CREDENTIALS_DIRECTORY")
-        if cred and (Path(cred) / Path(self.key_file).name).is_file():
-            return Path(cred) / Path(self.key_file).name
-        return self.path(self.key_file)
 
 
 @dataclass(frozen=True, slots=True)

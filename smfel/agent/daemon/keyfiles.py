@@ -1,9 +1,8 @@
-"""Key files of the agent: its own Ed25519 key and the aggregator keys it trusts.
+"""The aggregator keys an agent trusts, read from files, and PEM helpers.
 
-The device key is generated on the device (the private key never leaves it), stored as
-PKCS#8 PEM with mode 0600 in the state directory, or handed in by systemd as a credential
-(``LoadCredential=``, see :meth:`smfel.agent.daemon.config.StateConfig.key_path`). Trusted keys
-are PEM public keys (SubjectPublicKeyInfo) or the 32 raw bytes in base64, one per file.
+A trusted key file holds a PEM public key (SubjectPublicKeyInfo) or the 32 raw bytes in base64.
+The device's own key lives in :class:`smfel.agent.keystore.KeyStore` (state directory, 0600,
+or the systemd credential ``smfel-node-key``).
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from smfel.agent.keys import (
 
 __all__ = [
     "KeyFileError",
-    "load_or_create_node_key",
-    "load_private_key",
     "load_public_key",
     "load_trusted_keys",
     "public_key_pem",
@@ -59,28 +56,6 @@ def write_private_key(path: str | Path, key: Ed25519PrivateKey) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, p)
-
-
-def load_private_key(path: str | Path) -> Ed25519PrivateKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as err:
-        raise KeyFileError(path, f"not a PEM private key: {err}") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(path, f"expected an Ed25519 key, got {type(key).__name__}")
-    return key
-
-
-def load_or_create_node_key(path: str | Path) -> Ed25519PrivateKey:
-    """The device key at ``path``, generated there on first use."""
-    p = Path(path)
-    if not p.exists():
-        write_private_key(p, Ed25519PrivateKey.generate())
-    return load_private_key(p)
 
 
 def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:

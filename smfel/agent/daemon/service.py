@@ -43,12 +43,13 @@ from smfel.agent.daemon.checkpoint import (
 from smfel.agent.daemon.config import AgentConfig
 from smfel.agent.daemon.federation import Federation
 from smfel.agent.daemon.hass import discovery_messages
-from smfel.agent.daemon.keyfiles import load_or_create_node_key, load_trusted_keys
+from smfel.agent.daemon.keyfiles import load_trusted_keys
 from smfel.agent.daemon.sdnotify import Notifier, Watchdog, watchdog_interval
 from smfel.agent.daemon.state import AgentState
 from smfel.agent.daemon.telemetry import TelemetryWindow, utc_now
 from smfel.agent.errors import SmfelError, StateFileError
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey
+from smfel.agent.keystore import KeyStore
 from smfel.agent.learner import OSELM
 from smfel.agent.protocol import RoundAnnouncement, Update
 from smfel.agent.runtime import DelegateSpec, Runtime, open_runtime
@@ -178,7 +179,7 @@ class Agent:
         limit_blas_threads(1)
         Path(cfg.state.directory).mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._node_key is None:
-            self._node_key = load_or_create_node_key(cfg.state.key_path())
+            self._node_key = KeyStore(cfg.state.directory).load_or_create()
         if self._trusted is None:
             self._trusted = load_trusted_keys(cfg.model.trusted_keys)
         bundle = self._bundle or self._initial_bundle()
