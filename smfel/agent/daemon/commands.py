@@ -188,6 +188,7 @@ def _broker_reachable(config: AgentConfig, timeout: float = 3.0) -> str | None:
 
 def _selftest(args: argparse.Namespace) -> int:
     from smfel.agent.bundle import BundleError, load_bundle
+    from smfel.agent.daemon.service import backends
     from smfel.agent.runtime import DelegateSpec, open_runtime
 
     config = _config(args)
@@ -210,7 +211,11 @@ def _selftest(args: argparse.Namespace) -> int:
             config.model.variant if config.model.variant in bundle.manifest.variants else "float32"
         )
         with open_runtime(
-            bundle, variant=variant, delegate=delegate, num_threads=config.runtime.threads
+            bundle,
+            variant=variant,
+            delegate=delegate,
+            num_threads=config.runtime.threads,
+            prefer=backends(config.runtime.backend),
         ) as rt:
             out["model"] = {"model_hash": bundle.model_hash, "runtime": rt.status.as_dict()}
     if config.mqtt.enabled:

@@ -104,6 +104,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
+    backend: Literal["auto", "litert", "tflite_runtime", "numpy"] = "auto"
     delegate: str = ""
     delegate_options: Mapping[str, str] = field(default_factory=dict)
     threads: int = 1

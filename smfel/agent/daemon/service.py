@@ -246,7 +246,11 @@ class Agent:
             log.warning("bundle has no %s model; using float32", variant)
             variant = "float32"
         runtime = open_runtime(
-            bundle, variant=variant, delegate=delegate, num_threads=cfg.runtime.threads
+            bundle,
+            variant=variant,
+            delegate=delegate,
+            num_threads=cfg.runtime.threads,
+            prefer=backends(cfg.runtime.backend),
         )
         learner, ckpt = self._restore_learner(bundle)
         if self.runtime is not None:
@@ -679,6 +683,11 @@ class Agent:
         data = {**self.state.as_dict(), "ts": utc_now(), "board": self.config.board}
         with contextlib.suppress(OSError):
             atomic_write(self.paths["status"], json.dumps(data, indent=2).encode(), 0o644)
+
+
+def backends(choice: str) -> tuple[str, ...]:
+    """The runtime backends to try, in order, for the config's ``runtime.backend``."""
+    return ("litert", "tflite_runtime", "numpy") if choice == "auto" else (choice, "numpy")
 
 
 def _remove_tree(path: Path) -> None:
