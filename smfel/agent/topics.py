@@ -14,6 +14,7 @@ __all__ = [
     "GLOBAL",
     "PREFIX",
     "ROUND",
+    "STATUS_ALL",
     "UPDATES_ALL",
     "UPDATES_SHARED",
     "events",
@@ -36,6 +37,8 @@ BUNDLE = f"{PREFIX}/fl/bundle"
 CHECKPOINT = f"{PREFIX}/ledger/checkpoint"
 #: every node's updates (one aggregator).
 UPDATES_ALL = f"{PREFIX}/fl/updates/+"
+#: every node's status record (dashboards).
+STATUS_ALL = f"{PREFIX}/nodes/+/status"
 #: MQTT 5 shared subscription: updates spread across the aggregator workers.
 UPDATES_SHARED = f"$share/aggregators/{UPDATES_ALL}"
 
