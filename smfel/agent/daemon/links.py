@@ -27,6 +27,14 @@ from smfel.agent.protocol import (
     parse_round,
     verify_signature,
 )
+from smfel.agent.transport import (
+    Handler,
+    MessageProperties,
+    MqttConfig,
+    MqttTransport,
+    StatusMessage,
+    TlsConfig,
+)
 
 __all__ = ["Link", "open_link", "parse_global_model", "parse_round_announcement"]
 
@@ -75,8 +83,8 @@ def _json(obj: Mapping[str, Any]) -> bytes:
 class Link:
     """Publishing and subscribing for one node over an MQTT transport."""
 
-    def __init__(self, config: AgentConfig, transport: Any, on_message: OnMessage) -> None:
-        self.node_id = config.node.id
+    def __init__(self, node_id: str, transport: MqttTransport, on_message: OnMessage) -> None:
+        self.node_id = node_id
         self.transport = transport
         self.on_message = on_message
 
@@ -96,12 +104,11 @@ class Link:
         for topic, kind in subs.items():
             self.transport.subscribe(topic, self._handler(kind))
 
-    def _handler(self, kind: str) -> Callable[..., None]:
-        def handle(*args: Any) -> None:
-            # The transport passes (topic, payload, ...) or a message object; take the bytes.
-            payload = _payload_of(args)
+    def _handler(self, kind: str) -> Handler:
+        def handle(topic: str, payload: bytes, props: MessageProperties) -> None:
+            # Handled on the agent's worker thread, never on the transport's.
             if payload:
-                self.on_message(kind, payload)
+                self.on_message(kind, bytes(payload))
 
         return handle
 
@@ -112,31 +119,54 @@ class Link:
         self.transport.publish(self.topic("events"), _json(event), durable=True)
 
     def publish_telemetry(self, record: Mapping[str, Any]) -> None:
-        self.transport.publish(self.topic("telemetry"), _json(record), durable=False)
+        self.transport.publish(self.topic("telemetry"), _json(record))
 
     def publish_raw(self, topic: str, payload: Mapping[str, Any], *, retain: bool) -> None:
-        self.transport.publish(topic, _json(payload), retain=retain, durable=False)
+        self.transport.publish(topic, _json(payload), retain=retain)
 
     def queue_depth(self) -> int:
-        depth = getattr(self.transport, "queue_depth", None)
-        return int(depth() if callable(depth) else depth or 0)
+        return int(self.transport.counters.get("outbox_pending", 0))
 
     def close(self) -> None:
-        self.transport.close()
+        self.transport.stop()
 
 
-def _payload_of(args: tuple[Any, ...]) -> bytes:
-    for a in args:
-        if isinstance(a, bytes | bytearray):
-            return bytes(a)
-        payload = getattr(a, "payload", None)
-        if isinstance(payload, bytes | bytearray):
-            return bytes(payload)
-    return b""
+def _transport_config(config: AgentConfig) -> MqttConfig:
+    m = config.mqtt
+    password = None
+    if m.password_file:
+        # Read at start (systemd credentials and 0600 files), never kept in the config object.
+        password = Path(m.password_file).read_text().strip()
+    tls = None
+    if m.tls:
+        tls = TlsConfig(
+            ca=Path(m.ca_file) if m.ca_file else Path("/etc/ssl/certs/ca-certificates.crt"),
+            cert=Path(m.cert_file) if m.cert_file else None,
+            key=Path(m.key_file) if m.key_file else None,
+        )
+    return MqttConfig(
+        host=m.host,
+        port=m.port,
+        client_id=f"smfel-agent-{config.node.id}",
+        username=m.username or None,
+        password=password,
+        tls=tls,
+        keepalive=m.keepalive,
+    )
 
 
 def open_link(
     config: AgentConfig, outbox: Path, *, birth: Mapping[str, Any], on_message: OnMessage
 ) -> Link:
-    """Connect to the broker of ``config`` (returns at once; the transport reconnects)."""
-    raise NotImplementedError("the MQTT transport is not available yet")
+    """Start connecting to the broker of ``config`` (returns at once; the transport reconnects
+    with backoff) with a retained ``online`` birth record and an ``offline`` Last Will."""
+    node = config.node.id
+    will = {"state": "offline", "node": node, "board": config.board}
+    transport = MqttTransport(
+        _transport_config(config),
+        outbox_path=outbox,
+        will=StatusMessage(topics.status(node), _json(will)),
+        birth=StatusMessage(topics.status(node), _json(birth)),
+    )
+    transport.start()
+    return Link(node, transport, on_message)
