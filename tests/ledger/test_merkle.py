@@ -113,6 +113,20 @@ def test_frontier_root_is_mth_for_every_size(n: int) -> None:
     assert restored.root() == naive_mth([*data, b"next"])
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=70), max_size=8))
+def test_frontier_extended_in_chunks_is_mth(chunks: list[int]) -> None:
+    data = entries(sum(chunks))
+    f = Frontier()
+    done = 0
+    for c in chunks:
+        f.extend([leaf_hash(d) for d in data[done : done + c]])
+        done += c
+        assert f.size == done
+        assert f.root() == naive_mth(data[:done])
+        assert root_hash([leaf_hash(d) for d in data[:done]]) == naive_mth(data[:done])
+
+
 def test_frontier_rejects_a_blob_of_the_wrong_length() -> None:
     with pytest.raises(ValueError, match="holds 2 hashes"):
         Frontier.from_bytes(3, b"\x00" * 32)

@@ -106,8 +106,31 @@ class Frontier:
         self._size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """Append many leaf hashes: whole perfect subtrees at a time, hashed level by level."""
+        items = leaves if isinstance(leaves, list | tuple) else list(leaves)
+        i, total = 0, len(items)
+        while i < total:
+            remaining = total - i
+            # The largest perfect subtree that fits in what is left and keeps the tree aligned:
+            # its size divides the current size (the lowest set bit), so it can be merged in.
+            chunk = 1 << (remaining.bit_length() - 1)
+            if self._size:
+                chunk = min(chunk, self._size & -self._size)
+            if chunk == 1:
+                self.append(items[i])
+            else:
+                self._push(_perfect_root(items[i : i + chunk]), chunk)
+            i += chunk
+
+    def _push(self, node: bytes, count: int) -> None:
+        """Merge the root of a perfect subtree of ``count`` leaves (aligned) into the frontier."""
+        n = self._size // count
+        nodes = self._nodes
+        while n & 1:
+            node = _sha256(b"\x01" + nodes.pop() + node).digest()
+            n >>= 1
+        nodes.append(node)
+        self._size += count
 
     def root(self) -> bytes:
         """``MTH`` of every leaf appended so far (RFC 9162 section 2.1.1)."""
@@ -154,9 +177,31 @@ class Frontier:
         return f
 
 
+def _perfect_root(level: Sequence[bytes]) -> bytes:
+    """Root of a perfect tree (the length is a power of two), one list comprehension per level."""
+    while len(level) > 1:
+        level = [
+            _sha256(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)
+        ]
+    return level[0]
+
+
 def root_hash(leaves: Sequence[bytes]) -> bytes:
-    """``MTH`` of a list of leaf hashes (linear time, constant extra memory per level)."""
-    return Frontier.of(leaves).root()
+    """``MTH`` of a list of leaf hashes.
+
+    Hashed level by level; an unpaired last node moves up a level unchanged, which yields the
+    same tree as RFC 9162's split at the largest power of two below n.
+    """
+    if not leaves:
+        return EMPTY_ROOT
+    level = list(leaves)
+    while len(level) > 1:
+        odd = level[-1] if len(level) & 1 else None
+        pairs = zip(level[::2], level[1::2], strict=False)  # the odd one out is kept apart
+        level = [_sha256(b"\x01" + a + b).digest() for a, b in pairs]
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 def _check_size(what: str, value: int, low: int, high: int) -> None:

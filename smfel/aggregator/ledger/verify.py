@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from smfel.agent.keys import Ed25519PublicKey
@@ -176,25 +177,12 @@ class _Walk:
                 if good < k:
                     raise _Bad(h, f"{good} valid trusted signature(s), {k} required")
 
-            leaves: list[bytes] = []
-            base = self.frontier.size
-            while pending is not None and pending[1] <= h:
-                log_index, eh, position, data, stored_leaf = pending
-                if eh < h or position != len(leaves):
-                    raise _Bad(h, f"entry {log_index} is out of place (height {eh}, position "
-                                  f"{position}; expected height {h}, position {len(leaves)})")  # fmt: skip
-                if log_index != base + len(leaves):
-                    raise _Bad(h, f"entry at position {position} has log index {log_index}, "
-                                  f"expected {base + len(leaves)}")  # fmt: skip
-                if not isinstance(data, str):
-                    raise _Bad(h, f"entry {log_index}: the stored data is not text")
-                leaf = _sha256(b"\x00" + data.encode("utf-8")).digest()
-                if leaf != bytes(stored_leaf):
-                    raise _Bad(h, f"entry {log_index}: the stored leaf hash is not its data's hash")
-                leaves.append(leaf)
-                pending = next(entries, None)
-            if len(leaves) != header.entry_count:
-                raise _Bad(h, f"{len(leaves)} entries stored, the header says {header.entry_count}")
+            n = header.entry_count
+            # The header says how many entries follow: take them in one slice, then check the
+            # whole block with list operations (this loop runs over millions of entries).
+            rows = ([pending, *islice(entries, n - 1)] if pending is not None else []) if n else []
+            pending = next(entries, None) if n else pending
+            leaves = self._block_leaves(h, n, rows, pending)
             if hash_text(root_hash(leaves)) != header.merkle_root:
                 raise _Bad(h, "the Merkle root of the block's entries does not match the header")
             self.frontier.extend(leaves)
@@ -218,6 +206,39 @@ class _Walk:
         if pending is not None:
             raise _Bad(pending[1], f"entry {pending[0]} is stored at height {pending[1]}, "
                                    "which has no block")  # fmt: skip
+
+    def _block_leaves(
+        self, h: int, n: int, rows: list[EntryRow], pending: EntryRow | None
+    ) -> list[bytes]:
+        """Check the rows taken for block ``h`` and return their recomputed leaf hashes."""
+        for i, row in enumerate(rows):
+            if row[1] != h:
+                if row[1] < h:
+                    raise _Bad(h, f"entry {row[0]} is out of place (stored at height {row[1]})")
+                raise _Bad(h, f"{i} entries stored, the header says {n}")
+        if len(rows) < n:
+            raise _Bad(h, f"{len(rows)} entries stored, the header says {n}")
+        if pending is not None and pending[1] <= h:
+            if pending[1] < h:
+                raise _Bad(h, f"entry {pending[0]} is out of place (stored at height {pending[1]})")
+            raise _Bad(h, f"more entries stored than the {n} the header says")
+        positions = [r[2] for r in rows]
+        if positions != list(range(n)):
+            i = next(i for i, p in enumerate(positions) if p != i)
+            raise _Bad(h, f"entry {rows[i][0]} is at position {positions[i]}, expected {i}")
+        base = self.frontier.size
+        indices = [r[0] for r in rows]
+        if indices != list(range(base, base + n)):
+            i = next(i for i, x in enumerate(indices) if x != base + i)
+            raise _Bad(h, f"entry at position {i} has log index {indices[i]}, expected {base + i}")
+        try:
+            leaves = [_sha256(b"\x00" + r[3].encode("utf-8")).digest() for r in rows]
+        except AttributeError as err:
+            raise _Bad(h, "an entry's stored data is not text") from err
+        if leaves != [r[4] for r in rows]:
+            i = next(i for i, r in enumerate(rows) if leaves[i] != r[4])
+            raise _Bad(h, f"entry {rows[i][0]}: the stored leaf hash is not its data's hash")
+        return leaves
 
     def _check_head(self, reader: Reader, witness: Checkpoint | None) -> None:
         last = self.height - 1
