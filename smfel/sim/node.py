@@ -1,6 +1,7 @@
 """One simulated device: the agent's own pipeline and round logic, driven segment by segment.
 
-Each node replays its ECG source one segment per round through the agent's code: the streaming
+Each node replays its ECG source as one continuous stream, cut by time into one segment per
+round, through the agent's code: the streaming
 beat extractor (:class:`smfel.sensors.beats.BeatExtractor`), the inference runtime of the signed
 bundle (:func:`smfel.agent.runtime.open_runtime`), the RLS learner learning every labelled beat
 one at a time, and the agent's :class:`~smfel.agent.daemon.federation.Federation` that answers a
@@ -37,27 +38,32 @@ CLASSES = ("N", "S", "V", "F")
 _INDEX = {c: i for i, c in enumerate(CLASSES)}
 
 
-def stream_beats(url: str) -> Iterator[tuple[NDArray[np.float64], str | None]]:
-    """``(features, label)`` of every beat of a source, as the agent's extractor sees them."""
+def stream_beats(url: str) -> Iterator[tuple[float, NDArray[np.float64], str | None]]:
+    """``(seconds from the start, features, label)`` of every beat of a source, as the agent's
+    extractor sees them."""
     extractor: BeatExtractor | None = None
+    t0 = 0.0
     with open_source(url) as source:
         for chunk in source:
             if extractor is None:
                 extractor = BeatExtractor(chunk.fs)
+                t0 = chunk.t0
             for beat in extractor.push(chunk):
-                yield beat.features, beat.label
+                yield beat.time - t0, beat.features, beat.label
     if extractor is not None:
         for beat in extractor.flush():
-            yield beat.features, beat.label
+            yield beat.time - t0, beat.features, beat.label
 
 
 @dataclass(slots=True)
 class SimNode:
-    """A device: ``segments[r]`` is the source URL it replays before round ``r + 1``."""
+    """A device replaying ``url``; before round ``r + 1`` it learns the beats whose time lies in
+    ``[edges[r], edges[r + 1])`` (the last round also takes whatever follows)."""
 
     node_id: str
     key: Ed25519PrivateKey
-    segments: list[str]
+    url: str
+    edges: tuple[float, ...]
     bundle: ModelBundle
     issuer: Ed25519PublicKey
     C: float
@@ -74,10 +80,13 @@ class SimNode:
     _federation: Federation | None = None
     _mqtt: MqttClient | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _beats: Iterator[tuple[float, NDArray[np.float64], str | None]] | None = None
+    _ahead: tuple[float, NDArray[np.float64], str | None] | None = None
     adopted: threading.Event = field(default_factory=threading.Event)
 
     def start(self, host: str, port: int) -> SimNode:
         self._runtime = open_runtime(self.bundle)
+        self._beats = stream_beats(self.url)
         self._learner = OSELM(
             self.bundle.hidden, CLASSES, C=self.C, class_weight=list(self.class_weight)
         )
@@ -112,6 +121,20 @@ class SimNode:
         assert self._federation is not None
         return self._federation.beats_since_last_round()
 
+    def _segment(self, index: int) -> Iterator[tuple[NDArray[np.float64], str | None]]:
+        assert self._beats is not None
+        last = index + 2 >= len(self.edges)
+        end = self.edges[index + 1]
+        while True:
+            item = self._ahead if self._ahead is not None else next(self._beats, None)
+            self._ahead = None
+            if item is None:
+                return
+            if not last and item[0] >= end:
+                self._ahead = item
+                return
+            yield item[1], item[2]
+
     def learn_segment(self, index: int) -> int:
         """Replay segment ``index``: classify, then learn, every labelled beat (as the agent
         does); returns the number of beats learned."""
@@ -119,7 +142,7 @@ class SimNode:
         n = 0
         with self._lock:
             learner, fed = self.learner, self._federation
-            for features, label in stream_beats(self.segments[index]):
+            for features, label in self._segment(index):
                 y = _INDEX.get(label) if label is not None else None
                 if y is None:
                     continue

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,12 @@ F64 = NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
+    """A device replaying ``url``; round ``r`` takes the beats in ``[edges[r-1], edges[r])``
+    seconds from the start of the stream."""
+
     node_id: str
-    segments: tuple[str, ...]
+    url: str
+    edges: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,11 +83,10 @@ class FleetSpec:
     min_beats: int = 50
     seed: int = 1
     round_timeout: float = 120.0
-    calibration: tuple[str, ...] = field(default=())
 
     @property
     def rounds(self) -> int:
-        return min(len(n.segments) for n in self.nodes)
+        return min(len(n.edges) - 1 for n in self.nodes)
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -101,8 +104,14 @@ def _score(hidden_beta: tuple[Any, F64], test: TestSet) -> dict[str, Any]:
 
 
 def _calibration(spec: FleetSpec) -> F64:
-    urls = spec.calibration or tuple(n.segments[0] for n in spec.nodes)
-    rows = [f for url in urls for f, _ in stream_beats(url)]
+    """Features of the beats of every node's first segment (what the issuer has before the
+    federation starts)."""
+    rows = []
+    for n in spec.nodes:
+        for t, f, _ in stream_beats(n.url):
+            if t >= n.edges[1]:
+                break
+            rows.append(f)
     if len(rows) < 2:
         raise ValueError("the calibration segments hold fewer than two beats")
     return np.vstack(rows)
@@ -149,7 +158,8 @@ def run_fleet(
             SimNode(
                 n.node_id,
                 Ed25519PrivateKey.generate(),
-                list(n.segments),
+                n.url,
+                n.edges,
                 bundle,
                 issuer.public_key(),
                 spec.C,
@@ -256,21 +266,32 @@ def _centralised(nodes: Sequence[SimNode], bundle: Any, spec: FleetSpec) -> F64:
 # -- fleets -------------------------------------------------------------------------------------
 
 
-def _segments(base: str, duration: float, rounds: int) -> tuple[str, ...]:
-    edges = np.linspace(0.0, duration, rounds + 1)
-    return tuple(f"{base}&start={edges[i]:.3f}&end={edges[i + 1]:.3f}" for i in range(rounds))
+def _edges(duration: float, rounds: int) -> tuple[float, ...]:
+    return tuple(float(e) for e in np.linspace(0.0, duration, rounds + 1))
 
 
-def mitdb_fleet(data: str | Path, nodes: Sequence[str], rounds: int, **params: Any) -> FleetSpec:
-    """One node per record; record ``R`` is cut into ``rounds`` equal segments."""
+def mitdb_fleet(
+    data: str | Path,
+    nodes: Sequence[str],
+    rounds: int,
+    *,
+    max_seconds: float | None = None,
+    **params: Any,
+) -> FleetSpec:
+    """One node per record; record ``R`` (its first ``max_seconds``, default all of it) is cut
+    into ``rounds`` equal segments."""
     from smfel.sensors.wfdbio import read_header
 
     specs = []
     for rec in nodes:
         header = read_header(data, rec)
         duration = header.n_samples / header.fs
-        base = f"wfdb://{Path(data).resolve()}/{rec}?speed=0"
-        specs.append(NodeSpec(rec, _segments(base, duration, rounds)))
+        if max_seconds is not None:
+            duration = min(duration, max_seconds)
+        url = f"wfdb://{Path(data).resolve()}/{rec}?speed=0"
+        if max_seconds is not None:
+            url += f"&end={duration:.3f}"
+        specs.append(NodeSpec(rec, url, _edges(duration, rounds)))
     return FleetSpec(nodes=tuple(specs), **params)
 
 
@@ -299,12 +320,11 @@ def synthetic_fleet(
             round(float(rng.uniform(0.02, 0.12)), 3),
             round(float(rng.uniform(0.01, 0.08)), 3),
         )
-        segs = tuple(
-            f"synthetic://?hr={hr}&pvc={pvc}&apc={apc}&seed={1000 * (k + 1) + r}"
-            f"&duration={segment_seconds}&speed=0"
-            for r in range(rounds)
+        url = (
+            f"synthetic://?hr={hr}&pvc={pvc}&apc={apc}&seed={1000 * (k + 1)}"
+            f"&duration={segment_seconds * rounds}&speed=0"
         )
-        specs.append(NodeSpec(f"node-{k + 1:02d}", segs))
+        specs.append(NodeSpec(f"node-{k + 1:02d}", url, _edges(segment_seconds * rounds, rounds)))
     return FleetSpec(nodes=tuple(specs), **params)
 
 
@@ -313,7 +333,7 @@ def synthetic_test(seconds: float = 300.0, seed: int = 99) -> TestSet:
     Xs, ys = [], []
     for k, (pvc, apc) in enumerate(((0.1, 0.05), (0.05, 0.1))):
         url = f"synthetic://?hr=75&pvc={pvc}&apc={apc}&seed={seed + k}&duration={seconds}&speed=0"
-        for f, label in stream_beats(url):
+        for _, f, label in stream_beats(url):
             if label in CLASSES:
                 Xs.append(f)
                 ys.append(CLASSES.index(label))
