@@ -48,6 +48,7 @@ def fill(ledger: Ledger, rounds: int = 4) -> None:
 def test_blocks_chain_and_record_the_round(backend: Backend, keys: list[Ed25519PrivateKey]) -> None:
     with Ledger.open(backend.url, signing_keys=keys[:1]) as ledger:
         assert ledger.head() is None
+        assert ledger.last_round() is None
         empty = ledger.checkpoint()
         assert empty == Checkpoint(-1, GENESIS_HASH, 0, hash_text(EMPTY_ROOT))
         fill(ledger)
@@ -86,6 +87,8 @@ def test_blocks_chain_and_record_the_round(backend: Backend, keys: list[Ed25519P
         cp = ledger.checkpoint()
         assert cp == (4, blocks[-1].hash, len(all_leaves), hash_text(root_hash(all_leaves)))
         assert ledger.block(1) == round1
+        assert ledger.headers(1, 3) == [round1.header, blocks[2].header]
+        assert ledger.last_round() == 4
         assert ledger.head() == blocks[-1]
         assert ledger.verify([k.public_key() for k in keys], 1).ok
 

@@ -91,7 +91,9 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         bindir = find_postgres()
         # A directory outside pytest's root-only tmp tree, owned by the server's user.
-        self.base = Path(tempfile.mkdtemp(prefix="smfel-pg-"))
+        # (Under root, in /tmp: $TMPDIR may sit below a directory the postgres user cannot enter.)
+        root = os.geteuid() == 0 and Path("/tmp").is_dir()
+        self.base = Path(tempfile.mkdtemp(prefix="smfel-pg-", dir="/tmp" if root else None))
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")

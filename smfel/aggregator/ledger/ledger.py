@@ -288,6 +288,16 @@ class Ledger:
                 for row in reader.blocks(start, stop)
             ]
 
+    def headers(self, start: int = 0, stop: int | None = None) -> list[BlockHeader]:
+        """Block headers with ``start <= height < stop``, without reading the entries."""
+        with self._storage.read() as reader:
+            return [BlockHeader.parse(row.header) for row in reader.blocks(start, stop)]
+
+    def last_round(self) -> int | None:
+        """The highest round recorded in a ``round`` block (None before the first)."""
+        rounds = [h.round for h in self.headers() if h.kind == "round" and h.round is not None]
+        return max(rounds, default=None)
+
     def entries(self, start: int = 0, stop: int | None = None) -> list[LogEntry]:
         """Log entries with ``start <= log_index < stop``."""
         with self._storage.read() as reader:
