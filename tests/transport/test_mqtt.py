@@ -18,6 +18,7 @@ from smfel.agent.transport import (
     MessageProperties,
     MqttConfig,
     MqttTransport,
+    OutboxLimits,
     PublishError,
     StatusMessage,
     TlsConfig,
@@ -203,3 +204,33 @@ def test_publishing_before_start_or_durable_without_outbox_is_an_error(
         t.publish("t", b"x")
     with t, pytest.raises(TransportError, match="outbox_path"):
         t.publish("t", b"x", durable=True)
+
+
+def test_a_full_outbox_drops_the_oldest_and_fails_their_deliveries(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    mosquitto.stop()  # nothing can be delivered: the outbox fills up
+    cfg = MqttConfig(
+        mosquitto.host,
+        mosquitto.port,
+        "full",
+        backoff_min=0.05,
+        backoff_max=0.2,
+        housekeeping_interval=0.1,
+    )
+    agent = MqttTransport(
+        cfg, outbox_path=tmp_path / "o.sqlite", outbox_limits=OutboxLimits(max_messages=3)
+    )
+    with agent:
+        sent = [agent.publish("t/x", str(i).encode(), durable=True) for i in range(5)]
+        with pytest.raises(PublishError, match="dropped"):
+            sent[0].wait(5)
+        with pytest.raises(PublishError, match="dropped"):
+            sent[1].wait(5)
+        assert agent.counters["outbox_dropped"] == 2
+        assert agent.counters["outbox_pending"] == 3
+        mosquitto.start()
+        agent.wait_connected(10)
+        for d in sent[2:]:  # the survivors go out once the broker is back
+            d.wait(10)
+        assert agent.wait_for_outbox_empty(10)

@@ -287,7 +287,11 @@ class MqttTransport:
         client = self._client
         assert client is not None
         sock_open = False
+        next_housekeeping = time.monotonic() + self.config.housekeeping_interval
         while not self._stop.is_set():
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + self.config.housekeeping_interval
+                self._housekeeping()
             if not sock_open:
                 try:
                     client.reconnect()
@@ -396,6 +400,19 @@ class MqttTransport:
             if delivery is not None:
                 delivery._resolve(code, reason)
 
+    def _housekeeping(self) -> None:
+        """Drop outbox rows past their age; fail the deliveries of rows the bounds dropped."""
+        if self._outbox is None:
+            return
+        self._outbox.expire()
+        with self._pump_lock:
+            pending = self._outbox.pending(limit=1)
+            oldest = pending[0].id if pending else self._last_handed + 1
+            inflight = set(self._durable_inflight.values())
+            gone = [r for r in self._durable_deliveries if r < oldest and r not in inflight]
+            for r in gone:
+                self._durable_deliveries.pop(r)._resolve(0x97, "dropped from the full outbox")
+
     def _pump(self) -> None:
         """Hand the next outbox rows to paho, at most ``max_inflight`` at a time, in order."""
         if self._outbox is None or self._client is None or not self._connected.is_set():
@@ -436,8 +453,10 @@ class MqttTransport:
         if durable:
             if self._outbox is None:
                 raise TransportError("durable publishing needs an outbox_path")
-            row = self._outbox.put(topic, bytes(payload), qos=qos, retain=retain)
+            # Stored and registered under the pump lock: the network thread must not hand the
+            # row to paho (and process its PUBACK) before the delivery is known.
             with self._pump_lock:
+                row = self._outbox.put(topic, bytes(payload), qos=qos, retain=retain)
                 self._durable_deliveries[row] = delivery
             self._pump()
         else:

@@ -44,6 +44,8 @@ class MqttConfig:
     max_inflight: int = 20
     #: non-durable messages held in memory while disconnected before new ones are refused.
     max_queued: int = 1000
+    #: seconds between outbox age checks.
+    housekeeping_interval: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -58,8 +60,15 @@ class MqttConfig:
             raise ValueError("MqttConfig.keepalive must be >= 5 s and session_expiry >= 0")
         if not 0 < self.backoff_min <= self.backoff_max:
             raise ValueError("MqttConfig needs 0 < backoff_min <= backoff_max")
-        if self.max_inflight < 1 or self.max_queued < 1 or self.connect_timeout <= 0:
-            raise ValueError("MqttConfig.max_inflight, max_queued, connect_timeout must be > 0")
+        if (
+            self.max_inflight < 1
+            or self.max_queued < 1
+            or self.connect_timeout <= 0
+            or self.housekeeping_interval <= 0
+        ):
+            raise ValueError(
+                "MqttConfig.max_inflight, max_queued, connect_timeout, housekeeping_interval must be > 0"
+            )
 
 
 @dataclass(frozen=True, slots=True)
