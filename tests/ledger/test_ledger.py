@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,42 @@ def test_header_is_stored_as_the_signed_canonical_bytes(
     assert json.loads(stored[2]) == [s.to_json() for s in head.signatures]
     leaf = backend.sql("SELECT data, leaf_hash FROM entries WHERE log_index = 0")[0]
     assert bytes(leaf[1]) == leaf_hash(leaf[0].encode())
+
+
+def test_several_writers_share_one_chain(backend: Backend, keys: list[Ed25519PrivateKey]) -> None:
+    """Aggregator workers with their own connections append to one ledger without forking it."""
+    writers = [Ledger.open(backend.url, signing_keys=keys[:1]) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def work(ledger: Ledger, worker: int) -> None:
+        try:
+            for r in range(5):
+                ledger.append_round(worker * 100 + r, "exact",
+                                    accepted=[(f"w{worker}", "sha256:" + "c" * 64, 1.0)] * 3)  # fmt: skip
+        except BaseException as err:  # collected and re-raised in the test thread
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=work, args=(w, i), name=f"writer-{i}")
+        for i, w in enumerate(writers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for w in writers:
+        w.close()
+    assert not errors
+    with Ledger.open(backend.url) as ledger:
+        report = ledger.verify([keys[0].public_key()])
+        assert report.ok, report.reason
+        assert (report.blocks, report.entries) == (15, 45)
+        rounds = sorted(h.round for h in ledger.headers() if h.round is not None)
+        assert rounds == sorted(w * 100 + r for w in range(3) for r in range(5))
+
+
+def test_connection_errors_do_not_reveal_the_password() -> None:
+    with pytest.raises(LedgerStorageError, match="cannot connect") as caught:
+        Ledger.open("postgresql://auditor:s3cret-pw@127.0.0.1:1/ledger?connect_timeout=5")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "auditor:***@127.0.0.1:1" in str(caught.value)
