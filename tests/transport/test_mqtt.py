@@ -234,3 +234,22 @@ def test_a_full_outbox_drops_the_oldest_and_fails_their_deliveries(
         for d in sent[2:]:  # the survivors go out once the broker is back
             d.wait(10)
         assert agent.wait_for_outbox_empty(10)
+
+
+def test_a_restarted_process_gets_the_retained_messages_again(mosquitto: MosquittoBroker) -> None:
+    cfg = MqttConfig(mosquitto.host, mosquitto.port, "device-9")
+    with MqttTransport(MqttConfig(mosquitto.host, mosquitto.port, "aggregator")) as agg:
+        agg.wait_connected()
+        agg.publish(topics.ROUND, b"round 1", retain=True, timeout=10)
+    for _ in range(2):  # the second run finds its session (and subscription) on the broker
+        inbox = Inbox()
+        with MqttTransport(cfg) as dev:
+            dev.wait_connected()
+            dev.subscribe(topics.ROUND, inbox)
+            _, payload, props = inbox.get()
+            assert payload == b"round 1" and props.retain
+    with MqttTransport(cfg) as dev:  # subscribed before connecting: sent on connect
+        inbox = Inbox()
+        dev.subscribe(topics.ROUND, inbox)
+        dev.wait_connected()
+        assert inbox.get()[1] == b"round 1"

@@ -153,6 +153,8 @@ class MqttTransport:
         self._sub_lock = threading.Lock()
         self._subacks: dict[int, list[ReasonCode]] = {}
         self._suback_cond = threading.Condition()
+        self._acked_filters: set[str] = set()  # acknowledged in this process's lifetime
+        self._resubscribing: dict[int, str] = {}  # mid -> filter, SUBSCRIBEs sent on connect
         self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -344,9 +346,18 @@ class MqttTransport:
         )
         with self._sub_lock:
             subs = list(self._subs.items())
-        for topic_filter, (_handler, qos) in subs:
-            # retainHandling=1: retained messages only for a subscription the session lacks.
-            client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainHandling=1))
+        with self._suback_cond:
+            if not flags.session_present:
+                self._acked_filters.clear()
+            for topic_filter, (_handler, qos) in subs:
+                # A filter this process already had acknowledged lives on in the broker's
+                # session; any other is (re)subscribed, which also delivers the retained
+                # messages (round, global model) a freshly started process needs.
+                if topic_filter in self._acked_filters:
+                    continue
+                rc, mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                    self._resubscribing[mid] = topic_filter
         if self.birth is not None:
             client.publish(
                 self.birth.topic, self.birth.payload, qos=self.birth.qos, retain=self.birth.retain
@@ -502,9 +513,7 @@ class MqttTransport:
             self._subs[topic_filter] = (handler, qos)
         if not self.connected:
             return  # sent on connect
-        rc, mid = self._client.subscribe(
-            topic_filter, options=SubscribeOptions(qos=qos, retainHandling=1)
-        )
+        rc, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return  # the connection dropped; the subscription is sent on reconnect
         deadline = time.monotonic() + timeout
@@ -516,7 +525,10 @@ class MqttTransport:
                 self._suback_cond.wait(left)
             codes = self._subacks.pop(mid)
         refused = [c for c in codes if c.is_failure]
-        if refused:
+        if not refused:
+            with self._suback_cond:
+                self._acked_filters.add(topic_filter)
+        else:
             with self._sub_lock:
                 self._subs.pop(topic_filter, None)
             raise TransportError(
@@ -532,6 +544,16 @@ class MqttTransport:
         properties: Properties | None,
     ) -> None:
         with self._suback_cond:
+            topic_filter = self._resubscribing.pop(mid, None)
+            if topic_filter is not None:
+                refused = [c for c in reason_codes if c.is_failure]
+                if refused:
+                    log.error(
+                        "the broker refused the subscription %r: %s", topic_filter, refused[0]
+                    )
+                else:
+                    self._acked_filters.add(topic_filter)
+                return
             self._subacks[mid] = list(reason_codes)
             if len(self._subacks) > 1000:  # SUBACKs of resubscriptions nobody waits for
                 self._subacks.pop(next(iter(self._subacks)))
