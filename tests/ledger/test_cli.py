@@ -194,3 +194,15 @@ def test_console_script_exits_non_zero_on_a_tampered_ledger(
     assert res.returncode == 1
     assert json.loads(res.stdout)["first_bad_height"] == 1
     assert "first bad height 1" in res.stderr
+
+
+def test_verify_writes_nothing_so_an_emptied_ledger_is_not_repaired(
+    backend: Backend, keys: list[Ed25519PrivateKey], capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_ledger(backend.url, keys[:1])
+    for table in ("entries", "blocks", "ledger_head"):
+        backend.sql(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    rc, out, _ = run(capsys, "verify", "--db", backend.url)
+    assert rc == 1
+    assert json.loads(out)["reason"] == "the ledger_head row is missing"
+    assert backend.sql("SELECT count(*) FROM ledger_head") == [(0,)]

@@ -135,6 +135,8 @@ def test_k_of_n_validator_signatures(backend: Backend, keys: list[Ed25519Private
         assert report.reason == "2 valid trusted signature(s), 3 required"
         # signatures by keys outside the trusted set do not count
         assert not ledger.verify(trusted[1:], k=2).ok
+        with pytest.raises(LedgerInputError, match="only 3 keys trusted"):
+            ledger.verify(trusted, k=4)
         # without keys only structure and hashes are checked
         unsigned = ledger.verify(None)
         assert unsigned.ok and not unsigned.signatures_checked

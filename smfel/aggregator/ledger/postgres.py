@@ -159,13 +159,14 @@ class PostgresStorage:
                     ).fetchone()
                     if found is None or found[0] != len(TABLES):
                         raise self._error(f"not a ledger database (needs tables {list(TABLES)})")
-                conn.execute(_SCHEMA)
-                conn.execute(
-                    "INSERT INTO ledger_head (id, height, hash, log_size, frontier)"
-                    " SELECT 1, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM blocks)"
-                    " ON CONFLICT (id) DO NOTHING",
-                    (*_empty_head_values(),),
-                )
+                else:  # an auditor's open (create=False) writes nothing
+                    conn.execute(_SCHEMA)
+                    conn.execute(
+                        "INSERT INTO ledger_head (id, height, hash, log_size, frontier)"
+                        " SELECT 1, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM blocks)"
+                        " ON CONFLICT (id) DO NOTHING",
+                        (*_empty_head_values(),),
+                    )
         except (psycopg.Error, LedgerStorageError) as err:
             conn.close()
             if isinstance(err, LedgerStorageError):

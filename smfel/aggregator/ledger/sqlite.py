@@ -136,12 +136,13 @@ class SQLiteStorage:
                 missing = sorted(set(TABLES) - found)
                 if missing:
                     raise LedgerStorageError(self.url, f"not a ledger database (no {missing})")
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO ledger_head (id, height, hash, log_size, frontier)"
-                " SELECT 1, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM blocks)",
-                (*_empty_head_values(),),
-            )
+            else:  # an auditor's open (create=False) writes nothing
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO ledger_head (id, height, hash, log_size, frontier)"
+                    " SELECT 1, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM blocks)",
+                    (*_empty_head_values(),),
+                )
         except (sqlite3.Error, LedgerStorageError) as err:
             conn.close()
             if isinstance(err, LedgerStorageError):

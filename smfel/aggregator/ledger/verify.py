@@ -94,6 +94,8 @@ def verify_chain(
     """
     if k < 1:
         raise LedgerInputError("k", f"the signature threshold is at least 1, got {k}")
+    if trusted is not None and k > len(trusted):
+        raise LedgerInputError("k", f"{k} signatures required but only {len(trusted)} keys trusted")
     state = _Walk()
     try:
         state.run(reader, trusted, k, witness)
