@@ -166,6 +166,8 @@ class Agent:
                 self._drain_control()
                 self._step(0.1)
                 self._periodic()
+                # Wake readers blocked in AgentState.wait_for (the fleet simulation, tests).
+                self.state.changed()
         finally:
             self.state.phase = "stopping"
             self.notifier.stopping()

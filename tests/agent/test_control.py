@@ -1,0 +1,96 @@
+"""Control messages to a running agent (in-process, real Mosquitto): a model bundle over MQTT,
+garbage on every control topic, label feedback, and a configuration reload."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from smfel.agent import topics
+from smfel.agent.bundle import bundle_to_bytes
+from smfel.agent.daemon.config import (
+    AgentConfig,
+    AlertsConfig,
+    ModelConfig,
+    MqttConfig,
+    NodeConfig,
+    SourceConfig,
+    StateConfig,
+    TelemetryConfig,
+)
+from smfel.agent.daemon.service import Agent
+from tests.agent.conftest import Issuer
+from tests.agent.peer import Peer
+from tests.support.broker import MosquittoBroker
+
+pytestmark = [pytest.mark.broker, pytest.mark.mitdb]
+
+NODE = "ctl-1"
+
+
+def config(tmp_path: Path, broker: MosquittoBroker) -> AgentConfig:
+    return AgentConfig(
+        node=NodeConfig(id=NODE),
+        source=SourceConfig(url="synthetic://?hr=80&pvc=0.1&seed=3&speed=4"),
+        model=ModelConfig(bundle="", bundle_topic=True),
+        mqtt=MqttConfig(host=broker.host, port=broker.port),
+        telemetry=TelemetryConfig(interval=0.2),
+        state=StateConfig(directory=str(tmp_path / "state")),
+    )
+
+
+def test_bundle_over_mqtt_bad_messages_labels_and_reload(
+    tmp_path: Path, issuer: Issuer, mosquitto: MosquittoBroker
+) -> None:
+    agent = Agent(config(tmp_path, mosquitto), trusted_keys=issuer.trusted)  # type: ignore[arg-type]
+    st = agent.state
+    with Peer(mosquitto.host, mosquitto.port) as peer:
+        agent.start()
+        try:
+            assert st.wait_for(lambda s: s.phase == "waiting-for-model" and s.beats > 0, 30)
+            # A tampered archive is refused, the agent keeps waiting.
+            archive = json.loads(bundle_to_bytes(issuer.bundle_dir))
+            bad = dict(archive, files=dict(archive["files"]))
+            bad["files"]["hidden.json"] = archive["files"]["hidden.json"][:-8] + "AAAAAAA="
+            peer.publish(topics.BUNDLE, json.dumps(bad).encode(), retain=True)
+            assert st.wait_for(lambda s: "model bundle" in s.last_reject_reason, 30)
+            assert agent.learner is None
+            # The signed archive is verified, installed and kept in the state directory.
+            peer.publish(topics.BUNDLE, bundle_to_bytes(issuer.bundle_dir), retain=True)
+            assert st.wait_for(lambda s: s.model_hash == issuer.bundle.model_hash, 30)
+            assert st.wait_for(lambda s: s.phase == "running" and s.beats_learned > 5, 30)
+            assert (tmp_path / "state" / "bundle" / "manifest.json").is_file()
+
+            # Garbage on every control topic: counted, never fatal.
+            before = st.messages_rejected
+            for topic in (topics.ROUND, topics.GLOBAL, topics.labels(NODE)):
+                peer.publish(topic, b"\xff not json")
+            assert st.wait_for(lambda s: s.messages_rejected >= before + 3, 30)
+
+            # A clinician's label for a recent beat is learned.
+            sample = agent._recent[-1][0]
+            learned = st.beats_learned
+            labelled = st.beats_labelled
+            peer.publish(topics.labels(NODE), json.dumps({"sample": sample, "label": "V"}).encode())
+            assert st.wait_for(lambda s: s.beats_labelled > labelled, 30)
+            assert st.beats_learned > learned
+
+            # SIGHUP's reload: alert thresholds change at once; a broker change waits for a restart.
+            new = dataclasses.replace(
+                agent.config,
+                alerts=AlertsConfig(v_run=5, v_per_minute=2.0),
+                mqtt=MqttConfig(host="192.0.2.1", port=1883),
+            )
+            agent.request_reload(new)
+            assert st.wait_for(lambda s: agent.alerts.config.v_run == 5, 30)
+            assert agent.config.mqtt.host == mosquitto.host
+            assert agent.config.alerts.v_per_minute == 2.0
+            peer.wait(f"nodes/{NODE}/telemetry", 10, lambda p: json.loads(p)["state"] == "running")
+        finally:
+            agent.stop()
+    assert st.phase == "stopped"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("smfel-agent")] == []
