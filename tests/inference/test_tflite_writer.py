@@ -53,7 +53,10 @@ def test_int8_model_is_close_and_full_integer(activation: Activation) -> None:
     # One output step is 1/256 (sigmoid) or 1/128 (tanh); rounding of x, W and z adds a few.
     step = 1 / 256 if activation == "sigmoid" else 1 / 128
     H, it = _run(model, X[:300])
-    assert np.abs(H - layer.transform(X[:300])).max() <= 4 * step
+    err = np.abs(H - layer.transform(X[:300]))
+    # The rarest 0.01 % of inputs and 0.1 % of pre-activations are clipped by design.
+    assert np.quantile(err, 0.999) <= 4 * step
+    assert err.max() <= 0.1
     # Unseen inputs may lie outside the calibrated range and be clipped: bound the mean.
     H_new, _ = _run(model, X[300:])
     assert np.abs(H_new - layer.transform(X[300:])).mean() <= 2 * step
@@ -74,21 +77,22 @@ def test_models_are_deterministic(scaled_layer: HiddenLayer) -> None:
     assert float_model(scaled_layer)[4:8] == b"TFL3"
 
 
-def test_calibration_covers_zero_and_clips_saturation(scaled_layer: HiddenLayer) -> None:
-    X = np.abs(raw_features(200, 24, seed=2)) + 5.0  # all inputs positive, far from 0
+def test_calibration_standardises_and_clips_saturation(scaled_layer: HiddenLayer) -> None:
+    X = np.abs(raw_features(2000, 24, seed=2)) + 5.0  # all inputs positive, far from 0
     cal = calibrate_int8(scaled_layer, X)
-    # Every feature's calibrated range lands inside [-1, 1], with the headroom margin.
-    Xn = np.abs((X - cal.center) * cal.inv_scale)
-    assert Xn.max() <= 1.0
-    assert np.allclose(Xn.max(axis=0), 1 / 1.1, atol=1e-4)
+    Xn = (X - cal.center) * cal.inv_scale
+    assert np.allclose(Xn.mean(axis=0), 0.0, atol=1e-5)
+    assert np.allclose(Xn.std(axis=0), 1.0, atol=1e-5)
     x_scale, x_zero = cal.x
-    assert (-128 - x_zero) * x_scale <= -1.0 + x_scale
-    assert (127 - x_zero) * x_scale >= 1.0 - x_scale
+    lo, hi = (-128 - x_zero) * x_scale, (127 - x_zero) * x_scale
+    # Symmetric around 0, holding all but the rarest 0.01 % of the standardised values.
+    assert lo == pytest.approx(-hi, abs=x_scale)
+    assert 0.9998 <= np.mean(np.abs(Xn) <= hi + x_scale) < 1.0
     z_scale, z_zero = cal.z
     # The pre-activation range never exceeds the sigmoid's useful range (+-6).
     assert (127 - z_zero) * z_scale <= 6.0 + z_scale
     assert (-128 - z_zero) * z_scale >= -6.0 - z_scale
-    assert cal.n_samples == 200
+    assert cal.n_samples == 2000
     assert set(cal.as_dict()) >= {"x_scale", "w_scale", "z_scale", "n_samples"}
 
 
