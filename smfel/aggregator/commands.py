@@ -56,19 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _calibration(args: argparse.Namespace) -> Any:
-    from smfel.aggregator.model import synthetic_beats
+    from smfel.aggregator.model import calibration_features
 
-    if args.data:
-        import numpy as np
-
-        from smfel.sensors import load_record_beats
-
-        records = [r for r in args.records.split(",") if r]
-        if not records:
-            raise ValueError("--data needs --records R,R,...")
-        return np.vstack([load_record_beats(args.data, r).X for r in records])
-    X, _ = synthetic_beats(args.beats, seed=args.seed)
-    return X
+    records = [r for r in args.records.split(",") if r]
+    if args.data and not records:
+        raise ValueError("--data needs --records R,R,...")
+    return calibration_features(args.data, records, seconds=args.seconds, seed=args.seed)
 
 
 def _model_init(args: argparse.Namespace) -> int:
@@ -163,7 +156,9 @@ def add_service_parsers(commands: Any) -> None:
     init.add_argument("--seed", type=int, default=1)
     init.add_argument("--data", metavar="DIR", help="WFDB folder for calibration beats")
     init.add_argument("--records", default="", help="records for calibration, R,R,...")
-    init.add_argument("--beats", type=int, default=5000, help="synthetic calibration beats")
+    init.add_argument(
+        "--seconds", type=float, default=300.0, help="seconds of synthetic calibration ECG"
+    )
     init.add_argument("--int8", action="store_true", help="also write the int8 model")
     init.set_defaults(func=_model_init)
 

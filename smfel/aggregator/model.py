@@ -5,14 +5,14 @@ standardisation measured on calibration beats into ``W`` and ``b``, and writes t
 bundle (:func:`smfel.agent.bundle.write_bundle`). Devices receive it and never regenerate it.
 
 Calibration beats come from labelled records (MIT-BIH or any WFDB folder) or, by default, from
-:func:`synthetic_beats`: class-shaped templates (a narrow QRS with a P wave for N, an early beat
-for S, a wide QRS without P wave for V, an intermediate fusion shape for F) plus RR intervals,
-enough to run the whole system with nothing to download.
+the synthetic ECG source (``synthetic://``), passed through the devices' own beat extractor, so
+the scaling matches the features devices compute; nothing needs to be downloaded.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,38 +24,50 @@ from smfel.agent.bundle import Manifest, write_bundle
 from smfel.agent.hidden import Activation, HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey
 from smfel.agent.state import atomic_write
+from smfel.sensors.beats import BeatExtractor
+from smfel.sensors.records import load_record_beats
+from smfel.sensors.sources import open_source
 
 __all__ = [
-    "CLASSES",
     "IssuedModel",
+    "calibration_features",
     "init_model",
     "load_or_create_key",
-    "synthetic_beats",
+    "source_features",
 ]
 
-CLASSES = ("N", "S", "V", "F")
+
+def source_features(url: str) -> NDArray[np.float64]:
+    """Features of every beat of an ECG source, through the devices' own beat extractor."""
+    rows: list[NDArray[np.float64]] = []
+    extractor: BeatExtractor | None = None
+    with open_source(url) as source:
+        for chunk in source:
+            if extractor is None:
+                extractor = BeatExtractor(chunk.fs)
+            rows += [b.features for b in extractor.push(chunk)]
+    if extractor is not None:
+        rows += [b.features for b in extractor.flush()]
+    if len(rows) < 2:
+        raise ValueError(f"{url} gave fewer than two beats")
+    return np.vstack(rows)
 
 
-def synthetic_beats(
-    n: int,
+def calibration_features(
+    data: str | os.PathLike[str] | None = None,
+    records: Sequence[str] = (),
     *,
-    seed: int,
-    proportions: tuple[float, ...] = (0.88, 0.04, 0.06, 0.02),
-    noise: float = 0.05,
-) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-    """``n`` synthetic beats: a 64-sample window plus previous and next RR (66 features)."""
-    rng = np.random.default_rng(seed)
-    p = np.asarray(proportions, dtype=np.float64)
-    y = rng.choice(len(CLASSES), size=n, p=p / p.sum())
-    t = np.linspace(-1.0, 1.0, 64)
-    width = np.array([0.05, 0.05, 0.14, 0.09])[y][:, None] * rng.uniform(0.85, 1.15, (n, 1))
-    amp = np.array([1.0, 0.9, 1.4, 1.1])[y][:, None] * rng.uniform(0.8, 1.2, (n, 1))
-    wave = amp * np.exp(-((t[None, :] / width) ** 2))
-    p_wave = np.where(y[:, None] == 2, 0.0, 0.15) * np.exp(-(((t[None, :] + 0.5) / 0.08) ** 2))
-    X = wave + p_wave + rng.normal(0, noise, size=(n, 64))
-    rr_prev = np.array([1.0, 0.7, 0.75, 0.9])[y] + rng.normal(0, 0.06, n)
-    rr_next = np.array([1.0, 1.15, 1.25, 1.05])[y] + rng.normal(0, 0.06, n)
-    return np.column_stack([X, rr_prev, rr_next]), y.astype(np.intp)
+    seconds: float = 300.0,
+    seed: int = 1,
+) -> NDArray[np.float64]:
+    """Calibration beats: MIT-BIH ``records`` from ``data``, or synthetic ECG by default."""
+    if data is not None:
+        if not records:
+            raise ValueError("calibration from a WFDB folder needs a list of records")
+        return np.vstack([load_record_beats(Path(data), r).X for r in records])
+    return source_features(
+        f"synthetic://?hr=75&pvc=0.08&apc=0.05&seed={seed}&duration={seconds}&speed=0"
+    )
 
 
 def load_or_create_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:

@@ -23,7 +23,7 @@ from smfel.aggregator.config import (
     ServiceSection,
 )
 from smfel.aggregator.ledger import Ledger
-from smfel.aggregator.model import init_model, synthetic_beats
+from smfel.aggregator.model import calibration_features, init_model
 from smfel.aggregator.registry import Registry
 from smfel.aggregator.rounds import RoundResult
 from smfel.aggregator.service import Aggregator, key_event_recorder
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.broker
 
 def _setup(tmp_path: Path, broker: MosquittoBroker, **rounds: Any) -> tuple[AggregatorConfig, Any]:
     key = Ed25519PrivateKey.generate()
-    X, _ = synthetic_beats(500, seed=1)
+    X = calibration_features(seconds=60.0)
     issued = init_model(tmp_path / "model", X, signing_key=key, n_hidden=16, seed=2)
     cfg = AggregatorConfig(
         service=ServiceSection(state_dir=str(tmp_path / "state")),
