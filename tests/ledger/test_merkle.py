@@ -189,6 +189,8 @@ def test_consistency_edge_cases() -> None:
     assert consistency_path(leaves, 0, 5) == []
     assert verify_consistency(0, 5, EMPTY_ROOT, root, [])
     assert not verify_consistency(0, 5, root, root, [])
+    assert verify_consistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])
+    assert not verify_consistency(0, 0, EMPTY_ROOT, root, [])
     assert verify_consistency(5, 5, root, root, [])
     assert not verify_consistency(5, 5, root, EMPTY_ROOT, [])
     assert not verify_consistency(5, 4, root, root, [])

@@ -41,6 +41,8 @@ from smfel.aggregator.ledger.merkle import (
     consistency_path,
     hash_text,
     inclusion_path,
+    root_from_consistency,
+    root_from_inclusion,
     root_hash,
 )
 from smfel.aggregator.ledger.proofs import ConsistencyProof, InclusionProof
@@ -347,9 +349,11 @@ class Ledger:
                 raise LedgerInputError("entry", f"expected 0..{size - 1}, got {entry_index}")
             leaves = reader.leaf_hashes(size)
         path = inclusion_path(leaves, entry_index, size)
-        return InclusionProof(
-            entry_index, size, leaves[entry_index], tuple(path), root_hash(leaves)
-        )
+        # The path already holds every subtree the root is made of: fold it (O(log n)) instead
+        # of hashing the whole log again.
+        root = root_from_inclusion(leaves[entry_index], entry_index, size, path)
+        assert root is not None
+        return InclusionProof(entry_index, size, leaves[entry_index], tuple(path), root)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Proof that the log tree of ``new_size`` entries extends the one of ``old_size``."""
@@ -362,9 +366,11 @@ class Ledger:
                 raise LedgerInputError("old_size", f"expected 0..{size}, got {old_size}")
             leaves = reader.leaf_hashes(size)
         path = consistency_path(leaves, old_size, size)
-        return ConsistencyProof(
-            old_size, size, root_hash(leaves[:old_size]), root_hash(leaves), tuple(path)
-        )
+        old_root = root_hash(leaves[:old_size])
+        new_root = root_from_consistency(old_size, size, old_root, path)
+        if new_root is None:  # old_size 0: no path to fold
+            new_root = root_hash(leaves)
+        return ConsistencyProof(old_size, size, old_root, new_root, tuple(path))
 
     def root_at(self, tree_size: int) -> bytes:
         """``MTH`` of the first ``tree_size`` entries of the log."""

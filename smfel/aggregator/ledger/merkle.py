@@ -35,6 +35,8 @@ __all__ = [
     "inclusion_path",
     "leaf_hash",
     "node_hash",
+    "root_from_consistency",
+    "root_from_inclusion",
     "root_hash",
     "verify_consistency",
     "verify_inclusion",
@@ -261,17 +263,16 @@ def consistency_path(
     return path
 
 
-def verify_inclusion(
-    leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes
-) -> bool:
-    """RFC 9162 section 2.1.3.2: does ``path`` prove ``leaf`` at ``index`` in the tree ``root``?"""
+def root_from_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
+    """The root that ``path`` leads to from ``leaf`` at ``index`` in a tree of ``size`` leaves,
+    following RFC 9162 section 2.1.3.2 steps 1-4; None when the path does not fit the tree."""
     if index < 0 or index >= size:
-        return False
+        return None
     fn, sn = index, size - 1
     r = leaf
     for p in path:
         if len(p) != HASH_SIZE or sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -282,7 +283,54 @@ def verify_inclusion(
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    return r if sn == 0 else None
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes
+) -> bool:
+    """RFC 9162 section 2.1.3.2: does ``path`` prove ``leaf`` at ``index`` in the tree ``root``?"""
+    computed = root_from_inclusion(leaf, index, size, path)
+    return computed is not None and computed == root
+
+
+def root_from_consistency(
+    old_size: int, new_size: int, old_root: bytes, path: Sequence[bytes]
+) -> bytes | None:
+    """The new root that ``path`` proves to extend the tree ``old_root``, following RFC 9162
+    section 2.1.4.2 steps 1-7 (with the edge cases of :func:`verify_consistency`); None when
+    the path does not reproduce ``old_root`` or does not fit the sizes."""
+    if old_size < 0 or new_size < old_size:
+        return None
+    if old_size == new_size:
+        return old_root if not path else None
+    if old_size == 0:
+        return None  # the root of the new tree is not implied by an empty path
+    if not path or any(len(p) != HASH_SIZE for p in path):
+        return None
+    nodes = list(path)
+    if old_size & (old_size - 1) == 0:  # an exact power of two: the old root is itself a node
+        nodes.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = nodes[0]
+    for c in nodes[1:]:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sr if fr == old_root and sn == 0 else None
 
 
 def verify_consistency(
@@ -295,34 +343,8 @@ def verify_consistency(
     exactly when the roots are equal and the path is empty; every tree extends the empty tree
     (whose root must be ``EMPTY_ROOT``), with an empty path.
     """
-    if old_size < 0 or new_size < old_size:
-        return False
-    if old_size == new_size:
-        return not path and old_root == new_root
-    if old_size == 0:
-        return not path and old_root == EMPTY_ROOT
-    if not path or any(len(p) != HASH_SIZE for p in path):
-        return False
-    nodes = list(path)
-    if old_size & (old_size - 1) == 0:  # an exact power of two: the old root is itself a node
-        nodes.insert(0, old_root)
-    fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = nodes[0]
-    for c in nodes[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == old_root and sr == new_root and sn == 0
+    if old_size == 0 and new_size >= 0:
+        empty_ok = new_size > 0 or new_root == EMPTY_ROOT
+        return not path and old_root == EMPTY_ROOT and empty_ok
+    computed = root_from_consistency(old_size, new_size, old_root, path)
+    return computed is not None and computed == new_root
