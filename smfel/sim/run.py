@@ -259,7 +259,10 @@ def _centralised(nodes: Sequence[SimNode], bundle: Any, spec: FleetSpec) -> F64:
     finally:
         runtime.close()
     learner = OSELM(bundle.hidden, CLASSES, C=spec.C, class_weight=list(spec.class_weight))
-    learner.learn_hidden_many(H, y).resolve()
+    # In blocks: the Woodbury step builds an (m, m) matrix for a block of m beats.
+    for i in range(0, len(y), 256):
+        learner.learn_hidden_many(H[i : i + 256], y[i : i + 256])
+    learner.resolve()
     return np.array(learner.beta_)
 
 
