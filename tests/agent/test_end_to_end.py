@@ -120,7 +120,15 @@ def test_serial_ecg_to_signed_update_and_global_model(
             tele = json.loads(
                 peer.wait(f"nodes/{NODE}/telemetry", 30, lambda p: json.loads(p)["beats"] > 0)
             )
-            assert {"ts", "hr_bpm", "v_per_min", "n_per_min", "rss_mb", "model_round"} <= set(tele)
+            assert {
+                "ts",
+                "hr_bpm",
+                "v_per_min",
+                "n_per_min",
+                "rss_mb",
+                "model_round",
+                "src_crc_errors",
+            } <= set(tele)
             assert all(not isinstance(v, dict | list) for v in tele.values())
             assert 30 < (tele["hr_bpm"] or 0) < 200
             event = json.loads(peer.wait(f"nodes/{NODE}/events", 60))

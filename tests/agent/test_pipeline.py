@@ -71,10 +71,10 @@ def test_replay_is_classified_learned_checkpointed_and_resumed(
     assert status["phase"] in ("stopping", "stopped", "running")
     assert (state / "node.key").stat().st_mode & 0o777 == 0o600
 
-    # A second run (the device restarted, another five minutes of ECG) resumes from the
-    # checkpoint.
+    # A second run (the device restarted, the next five minutes of ECG: a stream that does not
+    # start at sample 0) resumes from the checkpoint.
     second = Agent(
-        offline_config(mitdb, state, 0, 300, record="208"),
+        offline_config(mitdb, state, 300, 600),
         bundle=issuer.bundle,
         trusted_keys=issuer.trusted,  # type: ignore[arg-type]
     )

@@ -81,8 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
     try:
         agent.run(stop)
-    except SmfelError as err:
-        _err(str(err))
+    except (SmfelError, OSError) as err:
+        # systemd restarts the service (Restart=on-failure); the line says why it stopped.
+        _err(f"stopped: {err}")
         return EX_SOFTWARE
     return 0
 

@@ -54,7 +54,8 @@ from smfel.agent.learner import OSELM
 from smfel.agent.protocol import RoundAnnouncement, Update
 from smfel.agent.runtime import DelegateSpec, Runtime, open_runtime
 from smfel.agent.state import atomic_write
-from smfel.sensors.beats import BeatExtractor
+from smfel.sensors.beats import Beat, BeatExtractor
+from smfel.sensors.chunk import Chunk
 from smfel.sensors.sources import open_source
 
 __all__ = ["Agent"]
@@ -113,7 +114,9 @@ class Agent:
         self.runtime: Runtime | None = None
         self.learner: OSELM | None = None
         self.federation: Federation | None = None
-        self._extractor: Any = None
+        self._extractor: BeatExtractor | None = None
+        self._offset = 0  # absolute index of the extractor's sample 0
+        self._expected = 0  # absolute index the next chunk should start at
         self._beta: NDArray[np.float64] | None = None
         self._since_checkpoint = 0
         self._recent: deque[tuple[int, NDArray[np.float64]]] = deque(maxlen=_FEEDBACK_BEATS)
@@ -384,16 +387,30 @@ class Agent:
         if self._on_exhausted is not None:
             self._on_exhausted(self)
 
-    def _process_chunk(self, chunk: Any) -> None:
+    def _process_chunk(self, chunk: Chunk) -> None:
         st = self.state
         st.samples += len(chunk.samples)
         st.chunks += 1
         st.last_sample_monotonic = time.monotonic()
-        if self._extractor is None:
+        if self._extractor is None or chunk.start != self._expected:
+            # A new stream, or samples were lost (a sequence gap): the extractor starts over
+            # and sees sample indices counted from this chunk.
+            if self._extractor is not None:
+                self._handle_beats(self._extractor.flush())
             self._extractor = BeatExtractor(chunk.fs)
+            self._offset = chunk.start
+        self._expected = chunk.end
+        if self._offset:
+            chunk = Chunk(
+                chunk.start - self._offset,
+                chunk.fs,
+                chunk.samples,
+                tuple((s - self._offset, sym) for s, sym in chunk.labels),
+                chunk.t0,
+            )
         self._handle_beats(self._extractor.push(chunk))
 
-    def _handle_beats(self, beats: list[Any]) -> None:
+    def _handle_beats(self, beats: list[Beat]) -> None:
         if not beats:
             return
         st = self.state
@@ -419,7 +436,7 @@ class Agent:
             for alert in self.alerts.push(beat.time, label):
                 st.alerts += 1
                 self._publish_event(alert.to_dict())
-            self._recent.append((int(beat.sample), h))
+            self._recent.append((int(beat.sample) + self._offset, h))
             truth = index.get(beat.label) if beat.label is not None else None
             if truth is None:
                 continue
@@ -663,7 +680,10 @@ class Agent:
 
     def _telemetry_extra(self) -> dict[str, Any]:
         st = self.state
+        counters = getattr(self._source, "counters", None)
+        source = {f"src_{k}": v for k, v in counters.as_dict().items()} if counters else {}
         return {
+            **source,
             "state": st.phase,
             "model_round": st.last_adopted_round,
             "rounds_answered": st.rounds_answered,
