@@ -48,6 +48,7 @@ def plot_rounds(results: Sequence[dict[str, Any]], path: str | Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError as err:
         raise RuntimeError("--plot needs matplotlib: pip install 'smfel[plot]'") from err
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -57,6 +58,7 @@ def plot_rounds(results: Sequence[dict[str, Any]], path: str | Path) -> None:
             ax.plot(rounds, [r[key] for r in res["rounds"]], marker="o", label=res["strategy"])
     for ax, title in zip(axes, ("accuracy", "j-index (Mondejar-Guerra)"), strict=True):
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
