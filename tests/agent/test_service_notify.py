@@ -3,6 +3,7 @@ pings stop when the source stalls and come back when it resumes; STOPPING=1 on S
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from pathlib import Path
@@ -42,6 +43,13 @@ def wait_datagram(sock: socket.socket, needle: bytes, timeout: float) -> list[by
         if needle in d.split(b"\n"):
             return seen
     raise AssertionError(f"no {needle!r} within {timeout} s; got {seen}")
+
+
+def wait_for_log(agent: AgentProcess, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in agent.log_text():
+        assert time.monotonic() < deadline, f"{text!r} not logged: {agent.log_text()[-2000:]}"
+        time.sleep(0.05)
 
 
 def test_ready_then_watchdog_only_while_samples_flow(
@@ -87,6 +95,15 @@ directory = "{tmp_path / "state"}"
         stalled = datagrams(sock, 1.5)
         assert not any(b"WATCHDOG=1" in d for d in stalled), stalled
         feeder.resume()
+        wait_datagram(sock, b"WATCHDOG=1", 5)
+        # SIGHUP re-reads the file; a bad file is refused and the service goes on.
+        config.write_text(config.read_text().replace("stall_seconds = 0.5", "stall_seconds = 0.6"))
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for_log(agent, "configuration reloaded")
+        config.write_text(config.read_text().replace("stall_seconds = 0.6", "stall_seconds = -1"))
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for_log(agent, "reload refused: watchdog.stall_seconds")
         wait_datagram(sock, b"WATCHDOG=1", 5)
         assert agent.terminate() == 0
         wait_datagram(sock, b"STOPPING=1", 10)

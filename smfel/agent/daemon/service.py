@@ -165,6 +165,7 @@ class Agent:
         try:
             self._setup()
             self.notifier.ready(self._status_line())
+            self._start_watchdog()
             while not stop.is_set():
                 self._drain_control()
                 self._step(0.1)
@@ -201,14 +202,18 @@ class Agent:
             if cfg.telemetry.home_assistant:
                 self._publish_discovery()
         self._start_source()
+        self._next_telemetry = time.monotonic() + cfg.telemetry.interval
+
+    def _start_watchdog(self) -> None:
         interval = watchdog_interval()
         if interval is not None and self.notifier.enabled:
-            within = cfg.watchdog.stall_seconds
+            # Read at each ping, so a reload's new stall_seconds applies at once.
             self._watchdog = Watchdog(
-                self.notifier, interval, lambda: self.state.samples_flowing(within)
+                self.notifier,
+                interval,
+                lambda: self.state.samples_flowing(self.config.watchdog.stall_seconds),
             )
             self._watchdog.start()
-        self._next_telemetry = time.monotonic() + cfg.telemetry.interval
 
     def _shutdown(self) -> None:
         if self._watchdog is not None:
