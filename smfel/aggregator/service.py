@@ -250,7 +250,12 @@ class Aggregator:
             return
         self._round = None
         self._expect = None
-        self._close(r)
+        try:
+            self._close(r)
+        except Exception:
+            # A failed publish or ledger write must not stall the rounds that follow.
+            self.errors += 1
+            log.exception("closing round %d failed (continuing with the next round)", r.number)
         self._next_round = r.number + 1
         limit = self.config.rounds.max_rounds
         if limit and r.number >= limit:
