@@ -17,9 +17,11 @@ Nothing in the loop is fatal for one bad frame, beat or message: it is counted a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -40,7 +42,7 @@ from smfel.agent.daemon.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from smfel.agent.daemon.config import AgentConfig
+from smfel.agent.daemon.config import AgentConfig, ConfigError, load_config
 from smfel.agent.daemon.federation import Federation
 from smfel.agent.daemon.hass import discovery_messages
 from smfel.agent.daemon.keyfiles import load_trusted_keys
@@ -588,19 +590,18 @@ class Agent:
             bundle_from_bytes(payload, staging)
             bundle = load_bundle(staging, self._trusted)
         except BundleError as err:
+            shutil.rmtree(staging, ignore_errors=True)
             self._rejected("model bundle", err.reason)
             return
-        finally:
-            pass
         current = self._bundle
         if current is not None and (
             bundle.model_hash == current.model_hash
             or bundle.manifest.created < current.manifest.created
         ):
-            _remove_tree(staging)
+            shutil.rmtree(staging, ignore_errors=True)
             return
         target = self.paths["bundle"]
-        _remove_tree(target)
+        shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
         if self.learner is not None:
             self._checkpoint()
@@ -625,8 +626,6 @@ class Agent:
         self._rejected("label", f"no recent beat at sample {sample}")
 
     def _reload(self, config: AgentConfig | None) -> None:
-        from smfel.agent.daemon.config import ConfigError, load_config
-
         if config is None:
             if self.config_path is None:
                 return
@@ -717,18 +716,8 @@ def backends(choice: str) -> tuple[str, ...]:
     return ("litert", "tflite_runtime", "numpy") if choice == "auto" else (choice, "numpy")
 
 
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
-
-
 def _replace_reloadable(old: AgentConfig, new: AgentConfig) -> AgentConfig:
     """``old`` with the sections that can change at run time taken from ``new``."""
-    import dataclasses
-
     return dataclasses.replace(
         old,
         learning=new.learning,
