@@ -1,5 +1,5 @@
-"""Per-beat hidden-layer inference: LiteRT float32 and int8 through the runtime, numpy, and a
-bare ``invoke()`` of the same models as the baseline, side by side in one run.
+"""Per-beat hidden-layer inference: LiteRT float32, int8 and int16x8 through the runtime,
+numpy, and a bare ``invoke()`` of the same models as the baseline, side by side in one run.
 
 The runtime's per-beat path is ``set_tensor`` from a preallocated buffer, ``invoke``,
 ``get_tensor`` and the float64 conversion, plus the shape and finiteness check of the input;
@@ -22,9 +22,10 @@ from smfel.agent.bundle import ModelBundle, Variant, load_bundle, write_bundle
 from smfel.agent.hidden import HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.runtime import Runtime, open_runtime
+from smfel.sensors import N_FEATURES
 
 #: The project's default beat feature count and hidden size, and the size STACK_NOTES measured.
-SIZES = ((32, 256), (256, 512))
+SIZES = ((N_FEATURES, 256), (256, 512))
 K = 4
 NUMBER = 2000
 
@@ -53,7 +54,7 @@ def _size(d: int, L: int) -> list[Result]:
     beta = np.random.default_rng(1).standard_normal((L, K))
     x = X[0]
     out: list[Result] = []
-    variants: tuple[Variant, ...] = ("float32", "int8")
+    variants: tuple[Variant, ...] = ("float32", "int8", "int16x8")
     for variant in variants:
         # The baseline: the same model in a bare LiteRT interpreter, invoke() alone.
         interp = Interpreter(model_content=bundle.model_bytes(variant), num_threads=1)

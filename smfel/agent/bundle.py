@@ -4,7 +4,8 @@ A bundle is a directory::
 
     hidden.json          the exact float64 hidden layer (HiddenLayer.to_dict, canonical JSON)
     hidden.f32.tflite    x -> h in float32
-    hidden.int8.tflite   x -> h, full-integer int8 with float I/O (only with calibration data)
+    hidden.int8.tflite   x -> h, integer-only int8 with float I/O (only with calibration data)
+    hidden.int16x8.tflite  the same with int16 activations (only with calibration data)
     manifest.json        schema, dimensions, activation, layer hash, SHA-256 of every file,
                          issuer key id, creation time, Ed25519 signature (RFC 8032)
 
@@ -31,7 +32,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from smfel.agent.codec import canonical_json
@@ -39,7 +39,7 @@ from smfel.agent.errors import LearnerError, SmfelError
 from smfel.agent.hidden import ACTIVATIONS, HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
 from smfel.agent.state import atomic_write
-from smfel.agent.tflite_writer import float_model, int8_model
+from smfel.agent.tflite_writer import calibrate, float_model, int8_model, int16x8_model
 
 __all__ = [
     "ARCHIVE_SCHEMA",
@@ -59,7 +59,11 @@ ARCHIVE_SCHEMA = "smfel.bundle-archive/1"
 MANIFEST_FILE = "manifest.json"
 HIDDEN_FILE = "hidden.json"
 MODEL_FILES: Mapping[str, str] = MappingProxyType(
-    {"float32": "hidden.f32.tflite", "int8": "hidden.int8.tflite"}
+    {
+        "float32": "hidden.f32.tflite",
+        "int8": "hidden.int8.tflite",
+        "int16x8": "hidden.int16x8.tflite",
+    }
 )
 _CONTENT_FILES = frozenset({HIDDEN_FILE, *MODEL_FILES.values()})
 #: Largest single file accepted (a 1024 x 4096 float32 layer is 16 MiB).
@@ -68,7 +72,7 @@ MAX_MANIFEST_BYTES = 64 * 1024
 #: Largest archive accepted: every file at its limit, base64-expanded.
 MAX_ARCHIVE_BYTES = 3 * MAX_FILE_BYTES * 4 // 3 + MAX_MANIFEST_BYTES * 2
 
-Variant = Literal["float32", "int8"]
+Variant = Literal["float32", "int8", "int16x8"]
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -206,13 +210,14 @@ class ModelBundle:
         return self.manifest.model_hash
 
     def model_bytes(self, variant: Variant) -> bytes:
-        """The verified ``.tflite`` bytes of ``variant`` ("float32" or "int8")."""
+        """The verified ``.tflite`` bytes of ``variant`` ("float32", "int8" or "int16x8")."""
         name = MODEL_FILES.get(variant)
         if name is None:
             raise BundleError(self.directory, f"variant must be one of {sorted(MODEL_FILES)}")
         if name not in self.models:
             raise BundleError(
-                self.directory / name, f"this bundle has no {variant} model (no calibration data)"
+                self.directory / name,
+                f"this bundle has no {variant} model (written without calibration data)",
             )
         return self.models[name]
 
@@ -227,8 +232,8 @@ def write_bundle(
 ) -> Manifest:
     """Write the bundle of ``hidden`` into ``directory`` and return its signed manifest.
 
-    ``calibration`` (n, d) feature vectors calibrate the int8 model's activation ranges; without
-    them no int8 model is written. ``created`` must be timezone-aware (default: now).
+    ``calibration`` (n, d) feature vectors calibrate the integer models' activation ranges;
+    without them no integer model is written. ``created`` must be timezone-aware (default: now).
     """
     out = Path(directory)
     when = datetime.now(UTC) if created is None else created
@@ -240,9 +245,10 @@ def write_bundle(
     }
     n_cal = 0
     if calibration is not None:
-        X = np.asarray(calibration, dtype=np.float64)
-        contents[MODEL_FILES["int8"]] = int8_model(hidden, X)
-        n_cal = int(X.shape[0])
+        cal = calibrate(hidden, calibration)
+        contents[MODEL_FILES["int8"]] = int8_model(hidden, cal)
+        contents[MODEL_FILES["int16x8"]] = int16x8_model(hidden, cal)
+        n_cal = cal.n_samples
     body = {
         "schema": SCHEMA,
         "n_features": hidden.n_features,

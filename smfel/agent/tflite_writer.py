@@ -6,8 +6,10 @@ The model computes only ``h = g(x W + b)``; the class scores ``h @ beta`` stay i
 * float32: ``x[1,d] -FULLY_CONNECTED(W^T, b)-> z[1,L] -LOGISTIC|TANH-> h[1,L]``;
 * int8 with float input and output, the form NPU delegates take:
   ``x -SUB,MUL-> x_n -QUANTIZE-> FULLY_CONNECTED(int8) -> LOGISTIC|TANH(int8) -DEQUANTIZE-> h``;
-  the two float elementwise ops standardise the features (see :func:`calibrate_int8`),
-  everything from QUANTIZE to DEQUANTIZE is integer-only.
+  the two float elementwise ops standardise the features (see :func:`calibrate`),
+  everything from QUANTIZE to DEQUANTIZE is integer-only;
+* int16x8: the same graph with int16 activations and int8 weights, for when the int8 output
+  step (1/256) changes too many class decisions.
 
 The int8 arithmetic follows Jacob et al., "Quantization and training of neural networks for
 efficient integer-arithmetic-only inference", CVPR 2018: symmetric per-tensor int8 weights,
@@ -19,6 +21,7 @@ inputs. The file layout is the TFLite flatbuffer schema (``tflite`` package, gen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import flatbuffers
 import numpy as np
@@ -28,31 +31,57 @@ from numpy.typing import ArrayLike, NDArray
 from smfel.agent.errors import SmfelError
 from smfel.agent.hidden import HiddenLayer
 
-__all__ = ["Int8Calibration", "ModelWriteError", "calibrate_int8", "float_model", "int8_model"]
+__all__ = [
+    "Calibration",
+    "ModelWriteError",
+    "QuantKind",
+    "calibrate",
+    "float_model",
+    "int8_model",
+    "int16x8_model",
+]
 
 F64 = NDArray[np.float64]
 
 _OP = tflite.BuiltinOperator
 _T = tflite.TensorType
-# (builtin op, version) pairs; int8 kernels need the versions that introduced int8 support.
+# (builtin op, version) pairs; integer kernels need the versions that introduced their types.
 _FLOAT_OPS = {"fc": (_OP.FULLY_CONNECTED, 1), "sigmoid": (_OP.LOGISTIC, 1), "tanh": (_OP.TANH, 1)}
-_INT8_OPS = {
-    "fc": (_OP.FULLY_CONNECTED, 4),
-    "sigmoid": (_OP.LOGISTIC, 2),
-    "tanh": (_OP.TANH, 2),
-    "quantize": (_OP.QUANTIZE, 2),
-    "dequantize": (_OP.DEQUANTIZE, 2),
-    "sub": (_OP.SUB, 1),
-    "mul": (_OP.MUL, 1),
+_QUANT_OPS = {
+    "int8": {
+        "fc": (_OP.FULLY_CONNECTED, 4),
+        "sigmoid": (_OP.LOGISTIC, 2),
+        "tanh": (_OP.TANH, 2),
+        "quantize": (_OP.QUANTIZE, 2),
+        "dequantize": (_OP.DEQUANTIZE, 2),
+    },
+    "int16x8": {
+        "fc": (_OP.FULLY_CONNECTED, 7),
+        "sigmoid": (_OP.LOGISTIC, 3),
+        "tanh": (_OP.TANH, 3),
+        "quantize": (_OP.QUANTIZE, 3),
+        "dequantize": (_OP.DEQUANTIZE, 4),
+    },
 }
-# The int8 LOGISTIC and TANH kernels accept only these output parameters.
-_INT8_OUTPUT = {"sigmoid": (1.0 / 256.0, -128), "tanh": (1.0 / 128.0, 0)}
+_SUB, _MUL = (_OP.SUB, 1), (_OP.MUL, 1)
+# The integer LOGISTIC and TANH kernels accept only these output parameters.
+_OUTPUT = {
+    "int8": {"sigmoid": (1.0 / 256.0, -128), "tanh": (1.0 / 128.0, 0)},
+    "int16x8": {"sigmoid": (1.0 / 32768.0, 0), "tanh": (1.0 / 32768.0, 0)},
+}
 # Pre-activations beyond these bounds give an output within one output step of saturation, so
-# the calibrated range is clipped to them and the int8 steps are spent where they matter.
+# the calibrated range is clipped to them and the int8 steps are spent where they matter. The
+# int16 kernels take inputs up to +-8 (their fixed-point input format).
 _SATURATION = {"sigmoid": 6.0, "tanh": 3.2}
-# Share of calibration values inside the quantised ranges (see calibrate_int8).
+_SATURATION_16 = 8.0
+# Share of calibration values inside the int8 ranges (see calibrate).
 _INPUT_QUANTILE = 0.9999
 _Z_QUANTILES = (0.0005, 0.9995)
+# int16 has steps to spare: its input range is twice the largest calibration value, so beats of
+# other patients are rarely clipped.
+_HEADROOM_16 = 2.0
+
+QuantKind = Literal["int8", "int16x8"]
 
 
 class ModelWriteError(SmfelError, ValueError):
@@ -234,11 +263,12 @@ def float_model(hidden: HiddenLayer) -> bytes:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Int8Calibration:
-    """What the int8 model needs from calibration data.
+class Calibration:
+    """What the integer models need from calibration data.
 
-    ``center`` and ``inv_scale`` (d,) standardise the features; the rest are the (scale, zero
-    point) pairs of the quantised tensors.
+    ``center`` and ``inv_scale`` (d,) standardise the features; ``x`` and ``z`` are the int8
+    (scale, zero point) pairs of the standardised input and the pre-activation, ``x_bound``
+    and ``z_bound`` the symmetric ranges of their int16 counterparts.
     """
 
     center: F64
@@ -246,6 +276,8 @@ class Int8Calibration:
     x: tuple[float, int]
     w_scale: float
     z: tuple[float, int]
+    x_bound: float
+    z_bound: float
     n_samples: int
 
     def as_dict(self) -> dict[str, object]:
@@ -255,6 +287,8 @@ class Int8Calibration:
             "w_scale": self.w_scale,
             "z_scale": self.z[0],
             "z_zero_point": self.z[1],
+            "x_bound": self.x_bound,
+            "z_bound": self.z_bound,
             "n_samples": self.n_samples,
         }
 
@@ -274,7 +308,7 @@ def _normalised(hidden: HiddenLayer, center: F64, inv_scale: F64) -> tuple[F64, 
     return hidden.W / inv_scale[:, None], hidden.b + center @ hidden.W
 
 
-def calibrate_int8(hidden: HiddenLayer, calibration: ArrayLike) -> Int8Calibration:
+def calibrate(hidden: HiddenLayer, calibration: ArrayLike) -> Calibration:
     """Quantisation parameters from ``calibration`` feature vectors (n, d): real beats.
 
     Raw beat features live on very different scales (RR intervals in seconds, amplitudes in
@@ -299,58 +333,79 @@ def calibrate_int8(hidden: HiddenLayer, calibration: ArrayLike) -> Int8Calibrati
     W, b = _normalised(hidden, center, inv_scale)
     Xn = (X - center) * inv_scale
     T = max(float(np.quantile(np.abs(Xn), _INPUT_QUANTILE)), 1e-6)
+    Z = Xn @ W + b
     bound = _SATURATION[hidden.activation]
-    z_lo, z_hi = np.clip(np.quantile(Xn @ W + b, _Z_QUANTILES), -bound, bound)
+    z_lo, z_hi = np.clip(np.quantile(Z, _Z_QUANTILES), -bound, bound)
     w_scale = float(np.float32(max(float(np.abs(W).max()), 1e-12) / 127.0))
-    return Int8Calibration(
+    return Calibration(
         center=center,
         inv_scale=inv_scale,
         x=_asymmetric(-T, T),
         w_scale=w_scale,
         z=_asymmetric(float(z_lo), float(z_hi)),
+        x_bound=max(float(np.abs(Xn).max()) * _HEADROOM_16, 1e-6),
+        z_bound=min(max(float(np.abs(Z).max()) * _HEADROOM_16, 1e-6), _SATURATION_16),
         n_samples=int(X.shape[0]),
     )
 
 
-def int8_model(hidden: HiddenLayer, calibration: ArrayLike | Int8Calibration) -> bytes:
-    """The int8 model with float32 input and output.
+def int8_model(hidden: HiddenLayer, calibration: ArrayLike | Calibration) -> bytes:
+    """The int8 model (int8 activations and weights) with float32 input and output.
 
-    ``calibration`` is either feature vectors (n, d) or an :class:`Int8Calibration` from
-    :func:`calibrate_int8`. Graph: ``x -SUB,MUL-> x_n -QUANTIZE-> FC(int8) -> LOGISTIC|TANH
-    (int8) -DEQUANTIZE-> h``; everything from QUANTIZE to DEQUANTIZE is integer-only.
+    ``calibration`` is either feature vectors (n, d) or a :class:`Calibration` from
+    :func:`calibrate`. Graph: ``x -SUB,MUL-> x_n -QUANTIZE-> FC(int8) -> LOGISTIC|TANH(int8)
+    -DEQUANTIZE-> h``; everything from QUANTIZE to DEQUANTIZE is integer-only.
     """
-    cal = (
-        calibration
-        if isinstance(calibration, Int8Calibration)
-        else calibrate_int8(hidden, calibration)
-    )
+    return _quantised_model(hidden, calibration, "int8")
+
+
+def int16x8_model(hidden: HiddenLayer, calibration: ArrayLike | Calibration) -> bytes:
+    """The same graph with int16 activations and int8 weights (TFLite's "16x8" scheme).
+
+    Still integer-only, with 128 times finer activation steps than int8: the choice when int8
+    output steps change too many class decisions and the NPU (or the CPU) runs 16x8 kernels.
+    """
+    return _quantised_model(hidden, calibration, "int16x8")
+
+
+def _quantised_model(
+    hidden: HiddenLayer, calibration: ArrayLike | Calibration, kind: QuantKind
+) -> bytes:
+    cal = calibration if isinstance(calibration, Calibration) else calibrate(hidden, calibration)
     d, L = hidden.n_features, hidden.n_hidden
     W, b = _normalised(hidden, cal.center, cal.inv_scale)
-    s_x, s_w = cal.x[0], cal.w_scale
+    if kind == "int8":
+        act, x_q, z_q, bias_t, bias_dt, bias_max = _T.INT8, cal.x, cal.z, _T.INT32, "<i4", 2**31
+    else:
+        x_q, z_q = (cal.x_bound / 32767.0, 0), (cal.z_bound / 32767.0, 0)
+        act, bias_t, bias_dt, bias_max = _T.INT16, _T.INT64, "<i8", 2**63
+    s_x, s_w = float(np.float32(x_q[0])), cal.w_scale
+    x_q = (s_x, x_q[1])
     s_b = float(np.float32(s_x) * np.float32(s_w))
     w_q = np.clip(np.round(W.T / s_w), -127, 127).astype("<i1")
     b_q = np.round(b / s_b)
-    if np.abs(b_q).max(initial=0.0) >= 2**31 - 1:
-        raise ModelWriteError("bias does not fit int32 at the calibrated scales")
+    if np.abs(b_q).max(initial=0.0) >= bias_max / 2:
+        raise ModelWriteError(f"bias does not fit {bias_dt} at the calibrated scales")
+    ops = _QUANT_OPS[kind]
     g = _Graph()
     x = g.tensor("x", (1, d), _T.FLOAT32)
     center = g.tensor("x_center", (d,), _T.FLOAT32, _le(cal.center, "<f4"))
     inv_scale = g.tensor("x_inv_scale", (d,), _T.FLOAT32, _le(cal.inv_scale, "<f4"))
     xc = g.tensor("x_c", (1, d), _T.FLOAT32)
     xn = g.tensor("x_n", (1, d), _T.FLOAT32)
-    xq = g.tensor("x_q", (1, d), _T.INT8, quant=cal.x)
+    xq = g.tensor("x_q", (1, d), act, quant=x_q)
     w = g.tensor("W_t_q", (L, d), _T.INT8, w_q.tobytes(), quant=(s_w, 0))
-    bias = g.tensor("b_q", (L,), _T.INT32, b_q.astype("<i4").tobytes(), quant=(s_b, 0))
-    zq = g.tensor("z_q", (1, L), _T.INT8, quant=cal.z)
-    hq = g.tensor("h_q", (1, L), _T.INT8, quant=_INT8_OUTPUT[hidden.activation])
+    bias = g.tensor("b_q", (L,), bias_t, b_q.astype(bias_dt).tobytes(), quant=(s_b, 0))
+    zq = g.tensor("z_q", (1, L), act, quant=z_q)
+    hq = g.tensor("h_q", (1, L), act, quant=_OUTPUT[kind][hidden.activation])
     h = g.tensor("h", (1, L), _T.FLOAT32)
-    g.op(_INT8_OPS["sub"], [x, center], [xc])
-    g.op(_INT8_OPS["mul"], [xc, inv_scale], [xn])
-    g.op(_INT8_OPS["quantize"], [xn], [xq])
-    g.op(_INT8_OPS["fc"], [xq, w, bias], [zq])
-    g.op(_INT8_OPS[hidden.activation], [zq], [hq])
-    g.op(_INT8_OPS["dequantize"], [hq], [h])
-    return g.serialise([x], [h], f"smfel hidden layer int8 {hidden.content_hash}")
+    g.op(_SUB, [x, center], [xc])
+    g.op(_MUL, [xc, inv_scale], [xn])
+    g.op(ops["quantize"], [xn], [xq])
+    g.op(ops["fc"], [xq, w, bias], [zq])
+    g.op(ops[hidden.activation], [zq], [hq])
+    g.op(ops["dequantize"], [hq], [h])
+    return g.serialise([x], [h], f"smfel hidden layer {kind} {hidden.content_hash}")
 
 
 def _le(a: F64, dtype: str) -> bytes:

@@ -16,7 +16,7 @@ import pytest
 from numpy.typing import NDArray
 
 from smfel.agent import OSELM, HiddenLayer, balanced_class_weights, load_bundle, write_bundle
-from smfel.agent.bundle import ModelBundle
+from smfel.agent.bundle import ModelBundle, Variant
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.runtime import open_runtime
 from smfel.sensors import DS1, load_record_beats, missing_records
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The project's default model size and regularisation (L = 256, C = 1).
 L = 256
 C = 1.0
-#: What pure int8 reaches here; see test_int8_agrees_with_float32.
+#: Below what pure int8 reaches here (see test_int8_agrees_with_float32), as a regression guard.
 INT8_AGREEMENT_FLOOR = 0.97
 
 
@@ -90,22 +90,32 @@ def test_float32_matches_numpy_on_real_beats(folds: list[Fold]) -> None:
     assert n >= 1000
 
 
-def test_int8_agrees_with_float32(folds: list[Fold], record_property: object) -> None:
-    """Class agreement of int8 with float32 on every DS1 beat.
-
-    Pure int8 has a ceiling here: the int8 LOGISTIC output step (1/256) alone flips about
-    0.8 % of these inter-patient beats, whose class scores are often near ties; the
-    measured agreement is about 98 %, below the 99 % the issue asks for (see the report).
-    """
+def _agreement(folds: list[Fold], variant: Variant) -> tuple[float, int]:
     agree = total = 0
     for fold in folds:
         f32 = open_runtime(fold.bundle, variant="float32").hidden_many(fold.X_test)
-        rt8 = open_runtime(fold.bundle, variant="int8")
-        assert (rt8.status.backend, rt8.status.variant) == ("litert", "int8")
-        i8 = rt8.hidden_many(fold.X_test)
-        agree += int(((f32 @ fold.beta).argmax(1) == (i8 @ fold.beta).argmax(1)).sum())
+        rt = open_runtime(fold.bundle, variant=variant)
+        assert (rt.status.backend, rt.status.variant) == ("litert", variant)
+        q = rt.hidden_many(fold.X_test)
+        agree += int(((f32 @ fold.beta).argmax(1) == (q @ fold.beta).argmax(1)).sum())
         total += len(f32)
-    rate = agree / total
-    record_property("int8_class_agreement", rate)  # type: ignore[operator]
-    print(f"int8 class agreement with float32: {rate:.4f} over {total} DS1 beats")
+    print(f"{variant} class agreement with float32: {agree / total:.4f} over {total} DS1 beats")
+    return agree / total, total
+
+
+def test_int8_agrees_with_float32(folds: list[Fold]) -> None:
+    """Class agreement of int8 with float32 on every DS1 beat.
+
+    Pure int8 has a ceiling here: the int8 LOGISTIC output step (1/256) alone flips about
+    0.5-1 % of these inter-patient beats, whose class scores are often near ties, so the
+    measured agreement (about 98.5 %) stays below the 99 % the int16x8 variant reaches.
+    """
+    rate, total = _agreement(folds, "int8")
+    assert total >= 1000
     assert rate >= INT8_AGREEMENT_FLOOR
+
+
+def test_int16x8_agrees_with_float32(folds: list[Fold]) -> None:
+    rate, total = _agreement(folds, "int16x8")
+    assert total >= 1000
+    assert rate >= 0.99

@@ -76,6 +76,21 @@ def test_int8_is_close(bundle: ModelBundle) -> None:
     assert np.array_equal(rt.hidden_one(X[0]), rt.hidden_many(X[:1])[0])
 
 
+def test_int16x8_is_closer_than_int8(bundle: ModelBundle) -> None:
+    rt = open_runtime(bundle, variant="int16x8")
+    assert (rt.status.backend, rt.status.variant, rt.status.fallback_reason) == (
+        "litert",
+        "int16x8",
+        None,
+    )
+    assert 0.0 < rt.status.selftest_max_error <= 0.02
+    X = raw_features(200, 24, seed=12)
+    ref = bundle.hidden.transform(X)
+    err16 = np.abs(rt.hidden_many(X) - ref).mean()
+    err8 = np.abs(open_runtime(bundle, variant="int8").hidden_many(X) - ref).mean()
+    assert err16 <= err8 / 3  # the int8 weights now dominate the error
+
+
 def test_bare_layer_builds_a_float_model(scaled_layer: HiddenLayer) -> None:
     rt = open_runtime(scaled_layer)
     assert rt.status.backend == "litert"
@@ -105,7 +120,7 @@ def _library_without_delegate() -> str:
         ("no_delegate_symbol", "is not a TFLite delegate"),
     ],
 )
-@pytest.mark.parametrize("variant", ["float32", "int8"])
+@pytest.mark.parametrize("variant", ["float32", "int8", "int16x8"])
 def test_broken_delegate_falls_back_to_cpu(
     bundle: ModelBundle,
     tmp_path: Path,
@@ -130,7 +145,7 @@ def test_broken_delegate_falls_back_to_cpu(
     assert expected in caplog.text
     # Still a working CPU runtime.
     x = raw_features(1, 24, seed=2)[0]
-    tol = 1e-5 if variant == "float32" else 0.1
+    tol = {"float32": 1e-5, "int8": 0.1, "int16x8": 0.02}[variant]
     assert np.abs(rt.hidden_one(x) - bundle.hidden.transform_one(x)).max() <= tol
     # And the agent can publish the status as it is.
     doc = json.loads(json.dumps(st.as_dict()))

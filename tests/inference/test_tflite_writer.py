@@ -10,7 +10,13 @@ from ai_edge_litert import interpreter as litert
 from numpy.typing import NDArray
 
 from smfel.agent.hidden import Activation, HiddenLayer
-from smfel.agent.tflite_writer import ModelWriteError, calibrate_int8, float_model, int8_model
+from smfel.agent.tflite_writer import (
+    ModelWriteError,
+    calibrate,
+    float_model,
+    int8_model,
+    int16x8_model,
+)
 from tests.inference.conftest import raw_features
 
 pytestmark = pytest.mark.device
@@ -70,16 +76,38 @@ def test_int8_model_is_close_and_full_integer(activation: Activation) -> None:
     assert floats == ["h", "x", "x_c", "x_center", "x_inv_scale", "x_n"]
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_int16x8_model_is_much_closer(activation: Activation) -> None:
+    X = raw_features(600, 24, seed=3)
+    layer = HiddenLayer.generate(24, 64, seed=5, activation=activation).with_scaling(
+        X.mean(axis=0), X.std(axis=0)
+    )
+    cal = calibrate(layer, X[:300])
+    ref = layer.transform(X[300:])
+    err16 = np.abs(_run(int16x8_model(layer, cal), X[300:])[0] - ref)
+    err8 = np.abs(_run(int8_model(layer, cal), X[300:])[0] - ref)
+    assert err16.mean() <= err8.mean() / 3  # the int8 weights now dominate the error
+    assert err16.max() <= 0.01
+    it = _run(int16x8_model(layer, cal), X[:1])[1]
+    by_name = {t["name"]: t for t in it.get_tensor_details()}
+    for name in ("x_q", "z_q", "h_q"):
+        assert by_name[name]["dtype"] == np.int16
+        assert list(by_name[name]["quantization_parameters"]["zero_points"]) == [0]
+    assert by_name["W_t_q"]["dtype"] == np.int8
+    assert by_name["b_q"]["dtype"] == np.int64
+
+
 def test_models_are_deterministic(scaled_layer: HiddenLayer) -> None:
     X = raw_features(100, 24, seed=9)
     assert float_model(scaled_layer) == float_model(scaled_layer)
-    assert int8_model(scaled_layer, X) == int8_model(scaled_layer, calibrate_int8(scaled_layer, X))
+    assert int8_model(scaled_layer, X) == int8_model(scaled_layer, calibrate(scaled_layer, X))
+    assert int16x8_model(scaled_layer, X) == int16x8_model(scaled_layer, X)
     assert float_model(scaled_layer)[4:8] == b"TFL3"
 
 
 def test_calibration_standardises_and_clips_saturation(scaled_layer: HiddenLayer) -> None:
     X = np.abs(raw_features(2000, 24, seed=2)) + 5.0  # all inputs positive, far from 0
-    cal = calibrate_int8(scaled_layer, X)
+    cal = calibrate(scaled_layer, X)
     Xn = (X - cal.center) * cal.inv_scale
     assert np.allclose(Xn.mean(axis=0), 0.0, atol=1e-5)
     assert np.allclose(Xn.std(axis=0), 1.0, atol=1e-5)
@@ -105,3 +133,5 @@ def test_bad_calibration_is_refused(scaled_layer: HiddenLayer) -> None:
     bad[3, 4] = np.nan
     with pytest.raises(ModelWriteError, match="finite"):
         int8_model(scaled_layer, bad)
+    with pytest.raises(ModelWriteError, match="finite"):
+        int16x8_model(scaled_layer, bad)
