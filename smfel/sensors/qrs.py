@@ -50,26 +50,26 @@ class _Cand:
 class QRSDetector:
     """Feed raw samples (mV) chunk by chunk; get the cleaned signal and the final R peaks."""
 
-    def __init__(self, fs: float = MODEL_FS) -> None:
+    def __init__(self, fs: float = MODEL_FS, start: int = 0) -> None:
         self.fs = fs
         self.win = max(1, int(round(0.150 * fs)))  # integration window
         self.half = max(1, int(round(0.200 * fs)))  # candidate dominance radius = refractory
         self.twave = int(round(0.360 * fs))
         self.loc_back = int(round(0.250 * fs))  # R search window before the MWI peak
         self.rr_cap = 2.0 * fs
-        self.learn_until = int(round(2.0 * fs))
+        self.learn_until = start + int(round(2.0 * fs))
         self._clean = SOSStream(cleaning_sos(fs))
         self._band = SOSStream(qrs_band_sos(fs))
-        self._n = 0  # absolute index of the next input sample
+        self._n = start  # absolute index of the next input sample
         self._bp_tail = np.zeros(4)
         self._cs_tail = np.zeros(self.win, dtype=np.int64)
         self._total = np.int64(0)
         # Rolling buffers of the integrated signal, |derivative| and cleaned signal.
-        self._base = 0
+        self._base = start
         self._m = np.zeros(0)
         self._d = np.zeros(0)
         self._c = np.zeros(0)
-        self._scan = 1  # next index to examine for a candidate
+        self._scan = start + 1  # next index to examine for a candidate
         # Decision state.
         self._learning: list[_Cand] | None = []
         self._spk = 0.0
@@ -77,7 +77,7 @@ class QRSDetector:
         self._last: _Cand | None = None
         self._rr: list[float] = []
         self._noise: list[_Cand] = []
-        self._horizon = 0
+        self._horizon = start
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -177,7 +177,8 @@ class QRSDetector:
     def _searchback(self, upto: int) -> list[int]:
         """Look back among the noise peaks before ``upto`` for a missed beat."""
         _, thr2 = self._thresholds()
-        pool = [c for c in self._noise if c.i < upto and c.v > thr2]
+        last_r = self._last.r if self._last is not None else -self.half
+        pool = [c for c in self._noise if c.i < upto and c.v > thr2 and c.r - last_r >= self.half]
         if not pool:
             self._noise = [c for c in self._noise if c.i >= upto]
             return []
@@ -215,8 +216,8 @@ class QRSDetector:
                 break
             out += found
         last = self._last
-        if last is not None and c.i - last.i < self.half:
-            pass
+        if last is not None and (c.i - last.i < self.half or c.r - last.r < self.half):
+            pass  # refractory: no second beat within 200 ms (by either position)
         elif c.v > self._thresholds()[0]:
             if last is not None and c.i - last.i < self.twave and c.slope < 0.5 * last.slope:
                 self._npk = 0.125 * c.v + 0.875 * self._npk

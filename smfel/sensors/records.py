@@ -84,8 +84,8 @@ def load_record_beats(
     out += ex.flush()
     kept = [b for b in out if b.label is not None]
     extra = sum(1 for b in out if b.symbol is None)
-    # Reference beats without a detection: unmatched labels, plus the first beat of the record,
-    # which has no previous RR interval and so is never emitted.
+    # Reference beats no detection matched. (The first beat of the record has no previous RR
+    # interval: it is never emitted, and is neither kept nor counted as missed.)
     missed = ex.unmatched_labels if beats == "detected" else 0
     X = np.array([b.features for b in kept], dtype=np.float64).reshape(-1, N_FEATURES)
     return RecordBeats(

@@ -2,8 +2,8 @@
 
 A windowed-sinc FIR low-pass at ``min(fs_in, fs_out) / 2`` is applied in polyphase form (only
 the taps that meet non-zero upsampled samples are evaluated), with the last input samples
-carried between chunks. Every output sample is the same element-wise product and sum whatever
-the chunking, so the output is bit-identical for any split of the input.
+carried between chunks. Every output sample is the same sequence of products and additions
+whatever the chunking, so the output is bit-identical for any split of the input.
 """
 
 from __future__ import annotations
@@ -54,17 +54,19 @@ class Resampler:
         ext = np.concatenate([self._hist, x])
         base = self._n_in - (self._k - 1)  # absolute input index of ext[0]
         n_end = self._n_in + len(x)
-        # Outputs k with q_k = floor(k * down / up) <= n_end - 1.
-        k_end = (n_end * self.up + self.up - 1) // self.down
-        k_end = max(k_end, self._n_out)
-        while k_end > self._n_out and (k_end - 1) * self.down // self.up > n_end - 1:
-            k_end -= 1
+        # Every output k with q_k = floor(k * down / up) <= n_end - 1, i.e. k * down < n_end * up.
+        k_end = max(-(-(n_end * self.up) // self.down), self._n_out)
         k = np.arange(self._n_out, k_end, dtype=np.int64)
         m = k * self.down
         q = m // self.up
         p = m % self.up
         idx = (q - base)[:, None] - np.arange(self._k)[None, :]
-        y = (ext[idx] * self._poly[p]).sum(axis=1)
+        # Accumulate tap by tap: a row-wise sum would add in an order that depends on the
+        # number of rows, and the result must not depend on the chunking.
+        taps = self._poly[p]
+        y = np.zeros(len(k))
+        for t in range(self._k):
+            y += ext[idx[:, t]] * taps[:, t]
         labels = tuple((self.out_index(i), s) for i, s in chunk.labels)
         t0 = chunk.t0 + (self._n_out / self.fs_out - chunk.start / self.fs_in)
         out = Chunk(self._n_out, self.fs_out, y, labels, t0)

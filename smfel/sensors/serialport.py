@@ -86,6 +86,17 @@ class SerialSource(Source):
         self._drop_port()
         super().close()
 
+    def write(self, data: bytes) -> None:
+        """Send bytes to the device (some boards take a start command); dropped while the port
+        is away."""
+        port = self._port
+        if port is None:
+            return
+        try:
+            port.write(data)
+        except (serial.SerialException, OSError) as err:
+            log.warning("write to %s failed: %s", self.port_url, err)
+
     def _drop_port(self) -> None:
         port, self._port = self._port, None
         if port is not None:

@@ -142,6 +142,76 @@ def _common(p: argparse.ArgumentParser, *, rounds: int, strategy: str) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy and j-index per round")
 
 
+def _write_json(path: str | None, payload: Any) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+
+
+def _qrs(args: argparse.Namespace) -> int:
+    from smfel.sensors import DS1
+    from smfel.sim.qrs import format_qrs_table, qrs_evaluation
+
+    records = _records(args.records) if args.records else list(DS1)
+    try:
+        res = qrs_evaluation(args.data, records, lead=args.lead)
+    except (OSError, ValueError) as err:
+        print(f"smfel-sim qrs: {err}", file=sys.stderr)
+        return EX_DATAERR
+    print(format_qrs_table(res), flush=True)
+    _write_json(args.json, res)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from smfel.sensors import DS1, DS2
+    from smfel.sim.evaluate import cross_validate, evaluate, format_evaluation
+
+    train = _records(args.train) if args.train else list(DS1)
+    test = _records(args.test) if args.test else list(DS2)
+    params = {"hidden": args.hidden, "C": args.C, "seed": args.seed}
+    try:
+        if args.cv:
+            res = cross_validate(args.data, train, args.beats, **params)
+            print(f"leave-one-patient-out cross-validation on {len(train)} records", flush=True)
+        else:
+            res = evaluate(args.data, train, test, args.beats, **params)
+    except (OSError, ValueError) as err:
+        print(f"smfel-sim evaluate: {err}", file=sys.stderr)
+        return EX_DATAERR
+    print(format_evaluation(res), flush=True)
+    if not args.cv:
+        print(f"trained on {len(train)} records in {res['train_seconds']:.2f} s", flush=True)
+    _write_json(args.json, res)
+    return 0
+
+
+def _add_evaluation_commands(sub: Any) -> None:
+    from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_HIDDEN, DEFAULT_SEED
+
+    p = sub.add_parser("qrs", help="QRS detector sensitivity and +P on WFDB records")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of WFDB records")
+    p.add_argument("--records", default="", help="R,R,... (default: the 22 DS1 records)")
+    p.add_argument("--lead", default="MLII", help="signal name (default MLII)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=_qrs)
+    p = sub.add_parser("evaluate", help="inter-patient beat classification on WFDB records")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of WFDB records")
+    p.add_argument("--train", default="", help="R,R,... (default: de Chazal's DS1)")
+    p.add_argument("--test", default="", help="R,R,... (default: de Chazal's DS2)")
+    p.add_argument("--beats", choices=["detected", "annotated"], default="detected")
+    p.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave-one-patient-out cross-validation inside the train records",
+    )
+    p.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN, help="hidden units L")
+    p.add_argument("--C", type=float, default=DEFAULT_C, help="ridge parameter C")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="hidden layer seed")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("smfel-sim", "smfel simulation and evaluation on ECG")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -158,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--C", type=float, default=1.0, help="ridge parameter C (default 1)")
     _common(p, rounds=5, strategy="exact")
     p.set_defaults(func=_run)
+    _add_evaluation_commands(sub)
     return parser
 
 

@@ -1,0 +1,48 @@
+"""The beat classifier's default hyper-parameters, chosen in one place.
+
+Chosen by leave-one-patient-out cross-validation inside the MIT-BIH DS1 records only
+(``smfel-sim evaluate --cv``), maximising the j-kappa index and the S and V figures; the DS2
+test records played no part. Every caller (the evaluation, the fleet simulation, the model
+issuer) imports these so that they all build the same model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from smfel.agent.hidden import Activation
+from smfel.agent.learner import balanced_class_weights
+
+__all__ = [
+    "CLASS_WEIGHT_POWER",
+    "DEFAULT_ACTIVATION",
+    "DEFAULT_C",
+    "DEFAULT_CLASSES",
+    "DEFAULT_HIDDEN",
+    "DEFAULT_SEED",
+    "default_class_weights",
+]
+
+DEFAULT_HIDDEN = 100
+"""Hidden units L."""
+
+DEFAULT_C = 1.0
+"""Ridge parameter: the objective adds ``||beta||^2 / C``."""
+
+DEFAULT_ACTIVATION: Activation = "sigmoid"
+
+DEFAULT_CLASSES: tuple[str, ...] = ("N", "S", "V", "F")
+"""The AAMI classes the model predicts (Q, paced or unclassifiable beats, is left out)."""
+
+DEFAULT_SEED = 1
+"""Seed of the random hidden layer the issuer draws."""
+
+CLASS_WEIGHT_POWER = 1.0
+"""Class-weight policy: balanced weights ``n / (K n_k)`` raised to this power (1 = fully
+balanced, 0 = unweighted), computed from the training beats' class counts."""
+
+
+def default_class_weights(counts: ArrayLike) -> NDArray[np.float64]:
+    """The class weights of the default policy for these per-class beat counts."""
+    return np.asarray(balanced_class_weights(counts) ** CLASS_WEIGHT_POWER, dtype=np.float64)
