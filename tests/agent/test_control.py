@@ -12,6 +12,7 @@ import pytest
 
 from smfel.agent import topics
 from smfel.agent.bundle import bundle_to_bytes
+from smfel.agent.cli import main
 from smfel.agent.daemon.config import (
     AgentConfig,
     AlertsConfig,
@@ -94,3 +95,39 @@ def test_bundle_over_mqtt_bad_messages_labels_and_reload(
             agent.stop()
     assert st.phase == "stopped"
     assert [t.name for t in threading.enumerate() if t.name.startswith("smfel-agent")] == []
+
+
+def test_selftest_reports_runtime_fallback_and_broker(
+    tmp_path: Path,
+    issuer: Issuer,
+    mosquitto: MosquittoBroker,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""board = "rpi4"
+[node]
+id = "selftest-1"
+[state]
+directory = "{tmp_path / "state"}"
+[model]
+bundle = "{issuer.bundle_dir}"
+trusted_keys = ["{issuer.pub_file}"]
+[runtime]
+delegate = "{tmp_path / "libmissing_delegate.so"}"
+[mqtt]
+host = "{mosquitto.host}"
+port = {mosquitto.port}
+""",
+    )
+    assert main(["selftest", "--config", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    runtime = out["model"]["runtime"]
+    assert runtime["delegate"] is None
+    assert "libmissing_delegate.so" in runtime["fallback_reason"]
+    assert runtime["selftest_latency_us"] > 0
+    assert out["model"]["model_hash"] == issuer.bundle.model_hash
+    assert out["broker"] == {"reachable": True, "error": None}
+    mosquitto.stop()
+    assert main(["selftest", "--config", str(path)]) == 69
+    assert json.loads(capsys.readouterr().out)["broker"]["reachable"] is False
