@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +124,11 @@ CASES: dict[str, tuple[Tamper, int]] = {
     "entry in a block": (lambda b: b.sql(
         "INSERT INTO entries (log_index, height, position, data, leaf_hash)"
         " SELECT 10000, height, 7, data, leaf_hash FROM entries WHERE height = 2 AND position = 0"), 2),
+    # values of the wrong type
+    "entry data as a number": (lambda b: b.sql(
+        "UPDATE entries SET data = 42 WHERE height = 2 AND position = 3"), 2),
+    "signatures as a number": (lambda b: b.sql(
+        "UPDATE blocks SET signatures = 7 WHERE height = 2"), 2),
     "entry without a block": (lambda b: b.sql(
         "INSERT INTO entries (log_index, height, position, data, leaf_hash)"
         " SELECT 10000, 9, 0, data, leaf_hash FROM entries WHERE log_index = 0"), 9),
@@ -147,6 +153,20 @@ def test_tampering_is_detected_at_the_first_bad_height(
     if case != "head row":  # (the blocks are all good; the row naming the head is gone)
         # everything below the bad height still verified
         assert report.verified.height == min(bad_height, HEIGHTS) - 1
+
+
+def test_values_sqlite_would_store_in_any_column_are_reported(
+    tmp_path: Path, keys: list[Ed25519PrivateKey]
+) -> None:
+    """SQLite does not enforce column types; text in an integer column is a finding, not a crash."""
+    path = tmp_path / "ledger.db"
+    backend = Backend("sqlite", f"sqlite:///{path}", path)
+    build(backend, keys[0])
+    backend.sql("UPDATE entries SET height = 'two' WHERE height = 2 AND position = 3")
+    with Ledger.open(backend.url) as ledger:
+        report = ledger.verify([keys[0].public_key()])
+    assert not report.ok
+    assert report.first_bad_height == 2, report.reason
 
 
 def test_truncation_with_a_rewound_head_needs_a_witness(

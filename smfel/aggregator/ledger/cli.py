@@ -128,6 +128,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_proof(args: argparse.Namespace) -> int:
     with Ledger.open(args.db, create=False) as ledger:
         if args.consistency is not None:
+            if args.size is not None:
+                raise LedgerInputError("size", "--size goes with --entry, not --consistency")
             old, new = args.consistency
             _print(ledger.consistency_proof(old, new).to_json())
             return 0

@@ -133,13 +133,19 @@ class _Walk:
         blocks = iter(reader.blocks(-(2**62), None))
         try:
             self._walk(blocks, entries, trusted, k, witness)
+        except (TypeError, ValueError, AttributeError) as err:
+            # A column holding a value of the wrong type (SQLite does not enforce them).
+            raise _Bad(self.height, f"a stored value has the wrong type: {err}") from err
         finally:
             # Server-side cursors must close inside the read transaction, not at garbage collection.
             for it in (blocks, entries):
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
-        self._check_head(reader, witness)
+        try:
+            self._check_head(reader, witness)
+        except (TypeError, ValueError, AttributeError) as err:
+            raise _Bad(max(self.height - 1, 0), f"the head row is malformed: {err}") from err
 
     def _walk(
         self,
