@@ -168,7 +168,7 @@ class MqttTransport:
         """A snapshot of the counters, with the outbox's size and its dropped total."""
         with self._counter_lock:
             out = dict(self._counters)
-        if self._outbox is not None and self._client is not None:
+        if self._outbox is not None and self._outbox.is_open:
             out["outbox_pending"] = len(self._outbox)
             out["outbox_dropped"] = self._outbox.dropped
         return out
@@ -224,6 +224,13 @@ class MqttTransport:
             self._outbox.open()
             self._outbox.expire()
             self._count("outbox_replayed", len(self._outbox))
+        with self._pump_lock:  # nothing of a previous run's client carries over
+            self._durable_inflight.clear()
+            self._deliveries.clear()
+            self._last_handed = 0
+        with self._suback_cond:
+            self._acked_filters.clear()
+            self._resubscribing.clear()
         self._client = self._make_client()
         self._stop.clear()
         self._dispatch = threading.Thread(
@@ -255,6 +262,7 @@ class MqttTransport:
         if self._dispatch is not None:
             self._dispatch.join(timeout)
         self._net = self._dispatch = None
+        self._client = None
         if self._outbox is not None:
             self._outbox.close()
         self._connected.clear()
@@ -426,14 +434,15 @@ class MqttTransport:
 
     def _pump(self) -> None:
         """Hand the next outbox rows to paho, at most ``max_inflight`` at a time, in order."""
-        if self._outbox is None or self._client is None or not self._connected.is_set():
+        client = self._client
+        if self._outbox is None or client is None or not self._connected.is_set():
             return
         with self._pump_lock:
             room = self.config.max_inflight - len(self._durable_inflight)
             if room <= 0:
                 return
             for row in self._outbox.pending(after=self._last_handed, limit=room):
-                info = self._client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
                 if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                     break
                 self._durable_inflight[info.mid] = row.id
@@ -456,7 +465,8 @@ class MqttTransport:
         With ``timeout`` the call waits for the acknowledgement and raises
         :class:`PublishError` on a refusal (e.g. ACL denied) or when none came in time.
         """
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise TransportError("the transport is not started")
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1")
@@ -472,7 +482,7 @@ class MqttTransport:
             self._pump()
         else:
             with self._pump_lock:
-                info = self._client.publish(topic, payload, qos=qos, retain=retain)
+                info = client.publish(topic, payload, qos=qos, retain=retain)
                 if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                     self._count("publish_refused_locally")
                     delivery._resolve(0x97, "not connected and the in-memory queue is full")
@@ -507,13 +517,14 @@ class MqttTransport:
         """Call ``handler(topic, payload, properties)`` for every matching message. Kept across
         reconnects. When connected, waits for the SUBACK and raises :class:`TransportError` if
         the broker refuses the filter."""
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise TransportError("the transport is not started")
         with self._sub_lock:
             self._subs[topic_filter] = (handler, qos)
         if not self.connected:
             return  # sent on connect
-        rc, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
+        rc, mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return  # the connection dropped; the subscription is sent on reconnect
         deadline = time.monotonic() + timeout
@@ -587,5 +598,6 @@ class MqttTransport:
                 except Exception:
                     self._count("handler_errors")
                     log.exception("handler for %r failed", message.topic)
-            if message.qos > 0 and self._client is not None:
-                self._client.ack(message.mid, message.qos)
+            client = self._client
+            if message.qos > 0 and client is not None:
+                client.ack(message.mid, message.qos)

@@ -118,6 +118,10 @@ class Outbox:
 
     # -- counters ----------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
     def __len__(self) -> int:
         return self._count
 
