@@ -121,4 +121,8 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
 else
   echo "install.sh: systemd is not running here; enable later with: systemctl enable --now smfel-agent"
 fi
-echo "install.sh: done. Logs: journalctl -u smfel-agent -f ; enrolment: $prefix/venv/bin/smfel-agent enroll --config $etc/agent.toml"
+echo "install.sh: done."
+echo "  before the first start: put the aggregator's public key in $etc/aggregator.pub (and the"
+echo "  model bundle in $etc/bundle, unless the aggregator publishes it over MQTT)"
+echo "  start: systemctl start smfel-agent ; logs: journalctl -u smfel-agent -f"
+echo "  enrolment request for the aggregator: $prefix/venv/bin/smfel-agent enroll --config $etc/agent.toml"

@@ -83,3 +83,14 @@ def test_status_without_a_service_run_says_so(
     assert main(["status", "--config", str(site(tmp_path))]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["service"] is None and out["checkpoint"] is None
+
+
+def test_run_without_the_aggregator_key_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = site(
+        tmp_path,
+        f'[model]\ntrusted_keys = ["{tmp_path / "missing.pub"}"]\n[mqtt]\nenabled = false\n',
+    )
+    assert main(["run", "--config", str(path)]) == EX_CONFIG
+    assert "model.trusted_keys" in capsys.readouterr().err

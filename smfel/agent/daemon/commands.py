@@ -76,15 +76,26 @@ def _run(args: argparse.Namespace) -> int:
         config_path=args.config,
         on_exhausted=(lambda _a: stop.set()) if args.exit_on_end else None,
     )
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+    handlers = {
+        signal.SIGTERM: lambda *_: stop.set(),
+        signal.SIGINT: lambda *_: stop.set(),
+        signal.SIGHUP: lambda *_: agent.request_reload(),
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         agent.run(stop)
+    except KeyFileError as err:
+        # Without the aggregator's key nothing can be verified: a configuration problem that a
+        # restart does not fix (the unit's RestartPreventExitStatus=78).
+        _err(f"model.trusted_keys: {err}")
+        return EX_CONFIG
     except (SmfelError, OSError) as err:
         # systemd restarts the service (Restart=on-failure); the line says why it stopped.
         _err(f"stopped: {err}")
         return EX_SOFTWARE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
