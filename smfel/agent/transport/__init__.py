@@ -1,13 +1,7 @@
 """MQTT transport: one paho adapter (MQTT 5, TLS, persistent session, Last Will, reconnect
 with backoff and jitter) and the SQLite store-and-forward outbox."""
 
-from smfel.agent.transport.client import (
-    Delivery,
-    Handler,
-    MessageProperties,
-    MqttTransport,
-    topic_matches,
-)
+from smfel.agent.transport.client import MqttTransport
 from smfel.agent.transport.config import (
     Backoff,
     MqttConfig,
@@ -15,6 +9,7 @@ from smfel.agent.transport.config import (
     StatusMessage,
     TlsConfig,
 )
+from smfel.agent.transport.delivery import Delivery, Handler, MessageProperties, topic_matches
 from smfel.agent.transport.errors import ConnectError, PublishError, TransportError
 from smfel.agent.transport.outbox import Outbox, OutboxEntry
 

@@ -23,8 +23,6 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,64 +35,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from smfel.agent.transport.config import Backoff, MqttConfig, OutboxLimits, StatusMessage
-from smfel.agent.transport.errors import ConnectError, PublishError, TransportError
+from smfel.agent.transport.delivery import Delivery, Handler, MessageProperties, topic_matches
+from smfel.agent.transport.errors import ConnectError, TransportError
 from smfel.agent.transport.outbox import Outbox
 
-__all__ = ["Delivery", "Handler", "MessageProperties", "MqttTransport", "topic_matches"]
+__all__ = ["MqttTransport"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageProperties:
-    """What a handler learns about a received message besides topic and payload."""
-
-    retain: bool
-    qos: int
-    duplicate: bool
-    content_type: str | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
-
-
-Handler = Callable[[str, bytes, MessageProperties], None]
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter matching; a ``$share/<group>/`` prefix is ignored."""
-    if topic_filter.startswith("$share/"):
-        parts = topic_filter.split("/", 2)
-        topic_filter = parts[2] if len(parts) == 3 else ""
-    return bool(mqtt.topic_matches_sub(topic_filter, topic))
-
-
-class Delivery:
-    """The outcome of one publish: resolved by the broker's PUBACK (QoS 1) or the write (QoS 0)."""
-
-    __slots__ = ("_event", "reason", "reason_code", "topic")
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.reason_code: int | None = None
-        self.reason = ""
-        self._event = threading.Event()
-
-    def _resolve(self, code: int, reason: str) -> None:
-        self.reason_code, self.reason = code, reason
-        self._event.set()
-
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def ok(self) -> bool:
-        return self.done() and (self.reason_code or 0) < 0x80
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until acknowledged; :class:`PublishError` on a refusal or a timeout."""
-        if not self._event.wait(timeout):
-            raise PublishError(self.topic, f"no acknowledgement within {timeout} s")
-        if (self.reason_code or 0) >= 0x80:
-            raise PublishError(self.topic, self.reason, self.reason_code)
 
 
 _COUNTERS = (
