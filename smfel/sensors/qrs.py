@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy.ndimage import maximum_filter1d
 
@@ -136,12 +135,14 @@ class QRSDetector:
         out = []
         if len(peak):
             # R peak: the largest |deviation| of the cleaned signal before the integrated peak.
-            pc = np.concatenate([np.full(self.loc_back, np.nan), self._c])
-            cw = sliding_window_view(pc, self.loc_back + 1)[peak]
-            dev = np.abs(cw - np.nanmedian(cw, axis=1, keepdims=True))
-            r = peak - self.loc_back + np.nanargmax(np.nan_to_num(dev, nan=-1.0), axis=1)
-            pd = np.concatenate([np.zeros(self.win), self._d])
-            slope = sliding_window_view(pd, self.win + 1)[peak].max(axis=1)
+            # Windows reaching before the stream's start repeat its first sample (only the very
+            # first candidates; later ones always have their history in the buffer).
+            idx = np.maximum(peak[:, None] + np.arange(-self.loc_back, 1)[None, :], 0)
+            cw = self._c[idx]
+            dev = np.abs(cw - np.median(cw, axis=1, keepdims=True))
+            r = idx[np.arange(len(peak)), np.argmax(dev, axis=1)]
+            didx = np.maximum(peak[:, None] + np.arange(-self.win, 1)[None, :], 0)
+            slope = self._d[didx].max(axis=1)
             for k in range(len(peak)):
                 out.append(_Cand(int(peak[k]) + base, float(m[peak[k]]), int(r[k]) + base,
                                  float(slope[k])))  # fmt: skip
