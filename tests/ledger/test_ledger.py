@@ -293,3 +293,30 @@ def test_connection_errors_do_not_reveal_the_password() -> None:
         Ledger.open("postgresql://auditor:s3cret-pw@127.0.0.1:1/ledger?connect_timeout=5")
     assert "s3cret-pw" not in str(caught.value)
     assert "auditor:***@127.0.0.1:1" in str(caught.value)
+
+
+def test_proofs_in_a_log_larger_than_the_cached_subtrees(
+    backend: Backend, keys: list[Ed25519PrivateKey]
+) -> None:
+    with Ledger.open(backend.url, signing_keys=keys[:1]) as ledger:
+        for r, count in enumerate((1000, 100, 37)):
+            ledger.append_round(r, "exact", accepted=[(f"n{i}", "sha256:" + "d" * 64, float(i))
+                                                      for i in range(count)])  # fmt: skip
+        leaves = [e.entry.leaf_hash for e in ledger.entries()]
+        n = len(leaves)
+        assert n == 1137 == ledger.checkpoint().tree_size
+        root = root_hash(leaves)
+        assert hash_text(root) == ledger.checkpoint().merkle_root
+        for _ in range(2):  # the second time through the subtree cache
+            for i in (0, 5, 1023, 1024, 1100, n - 1):
+                proof = ledger.inclusion_proof(i)
+                assert proof.root == root
+                assert verify_inclusion(leaves[i], i, n, proof.path, root)
+            for old in (1, 1024, 1025, 1100, n):
+                c = ledger.consistency_proof(old)
+                assert c.first_root == root_hash(leaves[:old]) and c.second_root == root
+                assert verify_consistency(old, n, c.first_root, root, c.path)
+            assert ledger.root_at(1100) == root_hash(leaves[:1100])
+    backend.sql("DELETE FROM entries WHERE log_index = 700")
+    with Ledger.open(backend.url) as ledger, pytest.raises(LedgerStorageError, match="leaf hashes"):
+        ledger.inclusion_proof(3)

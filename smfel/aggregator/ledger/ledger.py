@@ -38,9 +38,10 @@ from smfel.aggregator.ledger.errors import (
 from smfel.aggregator.ledger.merkle import (
     EMPTY_ROOT,
     Frontier,
-    consistency_path,
+    RangeRoot,
+    consistency_path_from,
     hash_text,
-    inclusion_path,
+    inclusion_path_from,
     root_from_consistency,
     root_from_inclusion,
     root_hash,
@@ -55,6 +56,7 @@ from smfel.aggregator.ledger.storage import (
     open_storage,
     redact_url,
 )
+from smfel.aggregator.ledger.subtrees import SubtreeCache
 from smfel.aggregator.ledger.verify import VerifyReport, verify_chain
 
 __all__ = ["Ledger", "utc_timestamp"]
@@ -88,6 +90,7 @@ class Ledger:
                 raise LedgerInputError("signing_keys", f"expected Ed25519 private keys, got {k!r}")
         # The frontier of the log tree after the block with this hash, once checked.
         self._frontier: tuple[str, Frontier] | None = None
+        self._subtrees = SubtreeCache()
 
     @classmethod
     def open(
@@ -334,51 +337,61 @@ class Ledger:
 
     # -- proofs --------------------------------------------------------------------------------
 
-    def _sizes(self, reader: Reader) -> int:
+    def _log_size(self, reader: Reader) -> int:
         return self._head(reader).log_size
+
+    def _range_root(self, reader: Reader) -> RangeRoot:
+        """``MTH`` of a range of the log, read through ``reader`` and the subtree cache."""
+
+        def range_root(lo: int, hi: int) -> bytes:
+            try:
+                return self._subtrees.range_root(reader.leaf_range, lo, hi)
+            except ValueError as err:  # fewer leaf hashes stored than the head says
+                raise LedgerStorageError(self._storage.url, str(err)) from err
+
+        return range_root
 
     def inclusion_proof(self, entry_index: int, tree_size: int | None = None) -> InclusionProof:
         """Proof that entry ``entry_index`` is in the log tree of ``tree_size`` entries
         (default: the whole log)."""
         with self._storage.read() as reader:
-            size = self._sizes(reader) if tree_size is None else tree_size
-            total = self._sizes(reader)
+            total = self._log_size(reader)
+            size = total if tree_size is None else tree_size
             if not 0 < size <= total:
                 raise LedgerInputError("tree_size", f"expected 1..{total}, got {size}")
             if not 0 <= entry_index < size:
                 raise LedgerInputError("entry", f"expected 0..{size - 1}, got {entry_index}")
-            leaves = reader.leaf_hashes(size)
-        path = inclusion_path(leaves, entry_index, size)
-        # The path already holds every subtree the root is made of: fold it (O(log n)) instead
-        # of hashing the whole log again.
-        root = root_from_inclusion(leaves[entry_index], entry_index, size, path)
+            path = inclusion_path_from(self._range_root(reader), entry_index, size)
+            leaf = reader.leaf_range(entry_index, entry_index + 1)[0]
+        # The path holds every subtree the root is made of: fold it instead of rehashing.
+        root = root_from_inclusion(leaf, entry_index, size, path)
         assert root is not None
-        return InclusionProof(entry_index, size, leaves[entry_index], tuple(path), root)
+        return InclusionProof(entry_index, size, leaf, tuple(path), root)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Proof that the log tree of ``new_size`` entries extends the one of ``old_size``."""
         with self._storage.read() as reader:
-            total = self._sizes(reader)
+            total = self._log_size(reader)
             size = total if new_size is None else new_size
             if not 0 <= size <= total:
                 raise LedgerInputError("new_size", f"expected 0..{total}, got {size}")
             if not 0 <= old_size <= size:
                 raise LedgerInputError("old_size", f"expected 0..{size}, got {old_size}")
-            leaves = reader.leaf_hashes(size)
-        path = consistency_path(leaves, old_size, size)
-        old_root = root_hash(leaves[:old_size])
-        new_root = root_from_consistency(old_size, size, old_root, path)
-        if new_root is None:  # old_size 0: no path to fold
-            new_root = root_hash(leaves)
+            range_root = self._range_root(reader)
+            path = consistency_path_from(range_root, old_size, size)
+            old_root = range_root(0, old_size)
+            new_root = root_from_consistency(old_size, size, old_root, path)
+            if new_root is None:  # old_size 0: no path to fold
+                new_root = range_root(0, size)
         return ConsistencyProof(old_size, size, old_root, new_root, tuple(path))
 
     def root_at(self, tree_size: int) -> bytes:
         """``MTH`` of the first ``tree_size`` entries of the log."""
         with self._storage.read() as reader:
-            total = self._sizes(reader)
+            total = self._log_size(reader)
             if not 0 <= tree_size <= total:
                 raise LedgerInputError("tree_size", f"expected 0..{total}, got {tree_size}")
-            return root_hash(reader.leaf_hashes(tree_size))
+            return self._range_root(reader)(0, tree_size)
 
     # -- verification --------------------------------------------------------------------------
 

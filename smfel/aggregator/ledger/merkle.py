@@ -23,18 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "Frontier",
+    "RangeRoot",
     "consistency_path",
+    "consistency_path_from",
     "hash_from_text",
     "hash_text",
     "inclusion_path",
+    "inclusion_path_from",
     "leaf_hash",
     "node_hash",
+    "perfect_root",
     "root_from_consistency",
     "root_from_inclusion",
     "root_hash",
@@ -121,7 +125,7 @@ class Frontier:
             if chunk == 1:
                 self.append(items[i])
             else:
-                self._push(_perfect_root(items[i : i + chunk]), chunk)
+                self._push(perfect_root(items[i : i + chunk]), chunk)
             i += chunk
 
     def _push(self, node: bytes, count: int) -> None:
@@ -179,12 +183,14 @@ class Frontier:
         return f
 
 
-def _perfect_root(level: Sequence[bytes]) -> bytes:
-    """Root of a perfect tree (the length is a power of two), one list comprehension per level."""
+def perfect_root(level: Sequence[bytes]) -> bytes:
+    """Root of a perfect tree (a power-of-two number of leaf hashes), hashed level by level."""
+    n = len(level)
+    if n == 0 or n & (n - 1):
+        raise ValueError(f"a perfect tree has a power-of-two number of leaves, got {n}")
     while len(level) > 1:
-        level = [
-            _sha256(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)
-        ]
+        pairs = zip(level[::2], level[1::2], strict=True)
+        level = [_sha256(b"\x01" + a + b).digest() for a, b in pairs]
     return level[0]
 
 
@@ -211,6 +217,14 @@ def _check_size(what: str, value: int, low: int, high: int) -> None:
         raise ValueError(f"{what} must be in [{low}, {high}], got {value}")
 
 
+#: ``MTH`` of the leaves ``lo <= i < hi`` of a log: how the proof builders read the tree.
+RangeRoot = Callable[[int, int], bytes]
+
+
+def _list_range_root(leaves: Sequence[bytes]) -> RangeRoot:
+    return lambda lo, hi: root_hash(leaves[lo:hi])
+
+
 def inclusion_path(leaves: Sequence[bytes], index: int, size: int | None = None) -> list[bytes]:
     """``PATH(index, D[size])`` of RFC 9162 section 2.1.3.1 over the first ``size`` leaf hashes.
 
@@ -218,17 +232,22 @@ def inclusion_path(leaves: Sequence[bytes], index: int, size: int | None = None)
     """
     n = len(leaves) if size is None else size
     _check_size("tree size", n, 1, len(leaves))
-    _check_size("leaf index", index, 0, n - 1)
+    return inclusion_path_from(_list_range_root(leaves), index, n)
+
+
+def inclusion_path_from(range_root: RangeRoot, index: int, size: int) -> list[bytes]:
+    """:func:`inclusion_path` over a tree read through ``range_root``."""
+    _check_size("leaf index", index, 0, size - 1)
     path: list[bytes] = []
-    lo, hi, m = 0, n, index
+    lo, hi, m = 0, size, index
     # Walk down from the root; each step records the hash of the subtree not containing m.
     while hi - lo > 1:
         k = _largest_power_of_two_below(hi - lo)
         if m < k:
-            path.append(root_hash(leaves[lo + k : hi]))
+            path.append(range_root(lo + k, hi))
             hi = lo + k
         else:
-            path.append(root_hash(leaves[lo : lo + k]))
+            path.append(range_root(lo, lo + k))
             lo, m = lo + k, m - k
     path.reverse()
     return path
@@ -243,22 +262,27 @@ def consistency_path(
     """
     n = len(leaves) if new_size is None else new_size
     _check_size("new tree size", n, 0, len(leaves))
-    _check_size("old tree size", old_size, 0, n)
-    if old_size in (0, n):
+    return consistency_path_from(_list_range_root(leaves), old_size, n)
+
+
+def consistency_path_from(range_root: RangeRoot, old_size: int, new_size: int) -> list[bytes]:
+    """:func:`consistency_path` over a tree read through ``range_root``."""
+    _check_size("old tree size", old_size, 0, new_size)
+    if old_size in (0, new_size):
         return []
     path: list[bytes] = []
-    lo, hi, m, complete = 0, n, old_size, True
+    lo, hi, m, complete = 0, new_size, old_size, True
     # SUBPROOF(m, D[lo:hi], complete), unrolled from the root down.
     while m != hi - lo:
         k = _largest_power_of_two_below(hi - lo)
         if m <= k:
-            path.append(root_hash(leaves[lo + k : hi]))
+            path.append(range_root(lo + k, hi))
             hi = lo + k
         else:
-            path.append(root_hash(leaves[lo : lo + k]))
+            path.append(range_root(lo, lo + k))
             lo, m, complete = lo + k, m - k, False
     if not complete:
-        path.append(root_hash(leaves[lo:hi]))
+        path.append(range_root(lo, hi))
     path.reverse()
     return path
 

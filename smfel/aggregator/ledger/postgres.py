@@ -119,6 +119,14 @@ class _PostgresReader:
         ).fetchall()
         return [bytes(r[0]) for r in rows]
 
+    def leaf_range(self, start: int, stop: int) -> list[bytes]:
+        cur = self._conn.execute(
+            "SELECT leaf_hash FROM entries WHERE log_index >= %s AND log_index < %s"
+            " ORDER BY log_index",
+            (start, stop),
+        )
+        return [bytes(r[0]) for r in cur.fetchall()]
+
     def scan_entries(self) -> Iterator[EntryRow]:
         for row in self._stream(
             f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY height, position, log_index",  # noqa: S608

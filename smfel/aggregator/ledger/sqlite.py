@@ -97,6 +97,14 @@ class _SQLiteReader:
         )
         return [r[0] for r in cur]
 
+    def leaf_range(self, start: int, stop: int) -> list[bytes]:
+        cur = self._conn.execute(
+            "SELECT leaf_hash FROM entries WHERE log_index >= ? AND log_index < ?"
+            " ORDER BY log_index",
+            (start, stop),
+        )
+        return [r[0] for r in cur]
+
     def scan_entries(self) -> Iterator[EntryRow]:
         return self._conn.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY height, position, log_index"  # noqa: S608

@@ -92,6 +92,10 @@ class Reader(Protocol):
         """Stored leaf hashes of the entries with ``log_index < stop``, in log order."""
         ...
 
+    def leaf_range(self, start: int, stop: int) -> list[bytes]:
+        """Stored leaf hashes of the entries with ``start <= log_index < stop``, in log order."""
+        ...
+
     def scan_entries(self) -> Iterator[EntryRow]:
         """Every entry ordered by (height, position, log_index): the order verification checks."""
         ...
