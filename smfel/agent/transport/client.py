@@ -236,6 +236,8 @@ class MqttTransport:
             if refusal is not None and refusal[0] >= started:
                 raise ConnectError(c.host, c.port, refusal[1], refusal[2])
             if time.monotonic() > deadline:
+                if refusal is not None:
+                    raise ConnectError(c.host, c.port, refusal[1], refusal[2])
                 raise ConnectError(c.host, c.port, self._last_error)
 
     # -- network thread ------------------------------------------------------------------------
