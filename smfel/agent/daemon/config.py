@@ -97,7 +97,7 @@ class SourceConfig:
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     bundle: str = ""
-    variant: Literal["float32", "int8"] = "float32"
+    variant: Literal["float32", "int8", "int16x8"] = "float32"
     trusted_keys: tuple[str, ...] = ()
     bundle_topic: bool = True
 

@@ -53,6 +53,7 @@ from smfel.agent.errors import SmfelError, StateFileError
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey
 from smfel.agent.keystore import KeyStore
 from smfel.agent.learner import OSELM
+from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_CLASSES
 from smfel.agent.protocol import RoundAnnouncement, Update
 from smfel.agent.runtime import DelegateSpec, Runtime, open_runtime
 from smfel.agent.state import atomic_write
@@ -64,12 +65,11 @@ __all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("N", "S", "V", "F")
+CLASSES = DEFAULT_CLASSES
 STATUS_FILE = "status.json"
 BUNDLE_DIR = "bundle"
 _CHUNK_QUEUE = 64
 _FEEDBACK_BEATS = 256
-DEFAULT_C = 1.0
 
 Callback = Callable[["Agent"], None]
 UpdateCallback = Callable[["Agent", Update], None]
