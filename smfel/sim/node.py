@@ -75,6 +75,7 @@ class SimNode:
     updates_sent: int = 0
     globals_adopted: int = 0
     messages_refused: int = 0
+    failed: str = ""
     _runtime: Runtime | None = None
     _learner: OSELM | None = None
     _federation: Federation | None = None
@@ -138,21 +139,33 @@ class SimNode:
     def learn_segment(self, index: int) -> int:
         """Replay segment ``index``: classify, then learn, every labelled beat (as the agent
         does); returns the number of beats learned."""
-        assert self._runtime is not None and self._federation is not None
+        if self.failed:
+            return 0
         n = 0
         with self._lock:
-            learner, fed = self.learner, self._federation
-            for features, label in self._segment(index):
-                y = _INDEX.get(label) if label is not None else None
-                if y is None:
-                    continue
-                h = self._runtime.hidden_one(features)
-                if learner.is_fitted:
-                    fed.score(int(np.argmax(h @ learner.beta_)) == y)
-                learner.learn_hidden_one(h, y)
-                self.learned_features.append(np.asarray(features, dtype=np.float64))
-                self.learned_y.append(y)
-                n += 1
+            try:
+                n = self._learn(index)
+            except Exception as err:
+                # A source or extractor failure ends this device's stream, not the run.
+                self.failed = f"{type(err).__name__}: {err}"
+                log.exception("%s: ECG stream failed in segment %d", self.node_id, index + 1)
+        return n
+
+    def _learn(self, index: int) -> int:
+        assert self._runtime is not None and self._federation is not None
+        n = 0
+        learner, fed = self.learner, self._federation
+        for features, label in self._segment(index):
+            y = _INDEX.get(label) if label is not None else None
+            if y is None:
+                continue
+            h = self._runtime.hidden_one(features)
+            if learner.is_fitted:
+                fed.score(int(np.argmax(h @ learner.beta_)) == y)
+            learner.learn_hidden_one(h, y)
+            self.learned_features.append(np.asarray(features, dtype=np.float64))
+            self.learned_y.append(y)
+            n += 1
         return n
 
     # -- messages (the MQTT thread) ----------------------------------------------------------
