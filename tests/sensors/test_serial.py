@@ -86,7 +86,7 @@ def pty(tmp_path: Path) -> Iterator[Pty]:
 
 
 def test_pty_frames_survive_corruption_gaps_and_unplug(pty: Pty) -> None:
-    url = f"serial://{pty.link}?baud=921600&gain=100&baseline=1000&idle=1.5&chunk=0.05&backoff=0.02"
+    url = f"serial://{pty.link}?baud=921600&gain=100&baseline=1000&idle=2.5&chunk=0.05&backoff=0.02"
     src = open_source(url, target_fs=None)
     assert isinstance(src, SerialSource)
     first, v1 = _frames(range(0, 40))
@@ -133,7 +133,7 @@ def test_pty_frames_survive_corruption_gaps_and_unplug(pty: Pty) -> None:
 
 
 def test_pty_ascii_lines(pty: Pty) -> None:
-    url = f"serial://{pty.link}?format=ascii&gain=200&baseline=512&fs=250&idle=1&chunk=0.1"
+    url = f"serial://{pty.link}?format=ascii&gain=200&baseline=512&fs=250&idle=2&chunk=0.1"
     src = open_source(url)  # resampled to the model's 360 Hz
     values = (512 + 200 * np.sin(2 * np.pi * 2 * np.arange(1000) / 250)).round().astype(int)
     text = (
