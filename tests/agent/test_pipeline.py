@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -11,12 +12,14 @@ import pytest
 from smfel.agent.daemon.checkpoint import read_checkpoint
 from smfel.agent.daemon.config import (
     AgentConfig,
+    ModelConfig,
     MqttConfig,
     NodeConfig,
     SourceConfig,
     StateConfig,
     TelemetryConfig,
 )
+from smfel.agent.daemon.keyfiles import KeyFileError
 from smfel.agent.daemon.service import Agent
 from tests.agent.conftest import Issuer
 
@@ -68,7 +71,7 @@ def test_replay_is_classified_learned_checkpointed_and_resumed(
     assert ckpt.meta["model_hash"] == issuer.bundle.model_hash
     status = json.loads((state / "status.json").read_text())
     assert status["beats_learned"] == st.beats_learned
-    assert status["phase"] in ("stopping", "stopped", "running")
+    assert status["phase"] == "stopped"
     assert (state / "node.key").stat().st_mode & 0o777 == 0o600
 
     # A second run (the device restarted, the next five minutes of ECG: a stream that does not
@@ -89,3 +92,17 @@ def test_without_a_bundle_the_agent_waits_and_counts_beats(mitdb: Path, tmp_path
     assert agent.state.beats > 50
     assert agent.state.beats_learned == 0
     assert agent.learner is None
+
+
+def test_a_failing_start_is_reported_in_the_state(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        AgentConfig(node=NodeConfig(id="n"), mqtt=MqttConfig(enabled=False)),
+        state=StateConfig(directory=str(tmp_path / "s")),
+        model=ModelConfig(trusted_keys=(str(tmp_path / "missing.pub"),)),
+    )
+    agent = Agent(config)
+    with pytest.raises(KeyFileError):
+        agent.run(threading.Event())
+    assert agent.state.phase == "stopped"
+    assert "missing.pub" in agent.state.error
+    assert json.loads((tmp_path / "s" / "status.json").read_text())["error"] == agent.state.error

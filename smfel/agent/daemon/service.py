@@ -174,11 +174,16 @@ class Agent:
                 self._periodic()
                 # Wake readers blocked in AgentState.wait_for (the fleet simulation, tests).
                 self.state.changed()
+        except BaseException as err:
+            self.state.error = f"{type(err).__name__}: {err}"
+            log.error("agent %s stopped: %s", self.config.node.id, self.state.error)
+            raise
         finally:
             self.state.phase = "stopping"
             self.notifier.stopping()
             self._shutdown()
             self.state.phase = "stopped"
+            self._write_status()
             self.state.changed()
 
     # -- setup / shutdown ----------------------------------------------------------------
@@ -224,7 +229,6 @@ class Agent:
         if self.learner is not None:
             with contextlib.suppress(OSError, SmfelError):
                 self._checkpoint()
-        self._write_status()
         if self._link is not None:
             self._link.close()
             self._link = None

@@ -42,6 +42,7 @@ class AgentState:
     source_exhausted: bool = False
     source_error: str = ""
     last_reject_reason: str = ""
+    error: str = ""  # why run() ended with an exception
     last_sample_monotonic: float = 0.0
     started_at: float = field(default_factory=time.time)
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
