@@ -21,11 +21,13 @@ from benchmarks._core import Result, benchmark, time_per_call
 from smfel.agent.bundle import ModelBundle, Variant, load_bundle, write_bundle
 from smfel.agent.hidden import HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, key_id
+from smfel.agent.model_defaults import DEFAULT_HIDDEN
 from smfel.agent.runtime import Runtime, open_runtime
 from smfel.sensors import N_FEATURES
 
-#: The project's default beat feature count and hidden size, and the size STACK_NOTES measured.
-SIZES = ((N_FEATURES, 256), (256, 512))
+#: The project's beat features with its default hidden size and with L = 256, and the size
+#: STACK_NOTES measured.
+SIZES = ((N_FEATURES, DEFAULT_HIDDEN), (N_FEATURES, 256), (256, 512))
 K = 4
 NUMBER = 2000
 
