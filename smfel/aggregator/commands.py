@@ -13,6 +13,7 @@ from typing import Any
 
 from smfel._cli import EX_CONFIG, EX_DATAERR
 from smfel.agent.errors import SmfelError
+from smfel.agent.model_defaults import DEFAULT_HIDDEN, DEFAULT_SEED
 from smfel.aggregator.config import AggregatorConfig, load_config
 from smfel.aggregator.errors import AggregatorConfigError, RegistryError
 
@@ -152,8 +153,13 @@ def add_service_parsers(commands: Any) -> None:
     init = msub.add_parser("init", help="create the hidden layer and write the signed bundle")
     init.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     init.add_argument("--key", required=True, metavar="FILE", help="issuer key (made if missing)")
-    init.add_argument("--hidden", type=int, default=256, help="hidden units L (default 256)")
-    init.add_argument("--seed", type=int, default=1)
+    init.add_argument(
+        "--hidden",
+        type=int,
+        default=DEFAULT_HIDDEN,
+        help=f"hidden units L (default {DEFAULT_HIDDEN})",
+    )
+    init.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random layer")
     init.add_argument("--data", metavar="DIR", help="WFDB folder for calibration beats")
     init.add_argument("--records", default="", help="records for calibration, R,R,...")
     init.add_argument(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_CLASSES
 from smfel.aggregator.errors import AggregatorConfigError
 from smfel.aggregator.strategies import STRATEGIES
 
@@ -58,8 +59,8 @@ class ServiceSection:
 @dataclass(frozen=True, slots=True)
 class ModelSection:
     bundle: str = ""
-    classes: tuple[str, ...] = ("N", "S", "V", "F")
-    C: float = 1.0
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    C: float = DEFAULT_C
     class_weight: tuple[float, ...] = ()
 
     def _check(self) -> list[str]:

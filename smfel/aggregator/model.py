@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from smfel.agent.bundle import Manifest, write_bundle
 from smfel.agent.hidden import Activation, HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey
+from smfel.agent.model_defaults import DEFAULT_ACTIVATION, DEFAULT_HIDDEN, DEFAULT_SEED
 from smfel.agent.state import atomic_write
 from smfel.sensors.beats import BeatExtractor
 from smfel.sensors.records import load_record_beats
@@ -103,9 +104,9 @@ def init_model(
     calibration: NDArray[np.float64],
     *,
     signing_key: Ed25519PrivateKey,
-    n_hidden: int = 256,
-    seed: int = 1,
-    activation: Activation = "sigmoid",
+    n_hidden: int = DEFAULT_HIDDEN,
+    seed: int = DEFAULT_SEED,
+    activation: Activation = DEFAULT_ACTIVATION,
     int8: bool = False,
 ) -> IssuedModel:
     """Generate the layer, fold in the calibration beats' scaling, write the signed bundle."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from smfel._cli import EX_DATAERR, configure_logging, make_parser
+from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_HIDDEN
 
 __all__ = ["main"]
 
@@ -136,7 +137,12 @@ def _common(p: argparse.ArgumentParser, *, rounds: int, strategy: str) -> None:
         help=f"exact, fedavg or both comma-separated (default {strategy})",
     )
     p.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
-    p.add_argument("--hidden", type=int, default=256, help="hidden units L (default 256)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=DEFAULT_HIDDEN,
+        help=f"hidden units L (default {DEFAULT_HIDDEN})",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy and j-index per round")
@@ -225,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="WFDB folder (default: synthetic ECG)")
     p.add_argument("--nodes", default="", help="records, one device each: R,R,...")
     p.add_argument("--test", default="", help="test records: R,R,...")
-    p.add_argument("--C", type=float, default=1.0, help="ridge parameter C (default 1)")
+    p.add_argument(
+        "--C", type=float, default=DEFAULT_C, help=f"ridge parameter C (default {DEFAULT_C})"
+    )
     _common(p, rounds=5, strategy="exact")
     p.set_defaults(func=_run)
     _add_evaluation_commands(sub)

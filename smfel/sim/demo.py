@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smfel.agent.model_defaults import DEFAULT_HIDDEN
 from smfel.sim.run import (
     FleetSpec,
     TestSet,
@@ -44,7 +45,7 @@ def run_demo(
     *,
     rounds: int = 5,
     strategy: str = "exact",
-    n_hidden: int = 256,
+    n_hidden: int = DEFAULT_HIDDEN,
     seed: int = 1,
     progress: Any = None,
 ) -> dict[str, Any]:

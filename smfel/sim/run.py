@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from smfel.agent.bundle import load_bundle
 from smfel.agent.keys import Ed25519PrivateKey, key_id, public_key_raw
 from smfel.agent.learner import OSELM
+from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_HIDDEN, default_class_weights
 from smfel.agent.runtime import open_runtime
 from smfel.aggregator.config import (
     AggregatorConfig,
@@ -77,9 +78,11 @@ class TestSet:
 class FleetSpec:
     nodes: tuple[NodeSpec, ...]
     strategy: str = "exact"
-    n_hidden: int = 256
-    C: float = 1.0
-    class_weight: tuple[float, ...] = (1.0, 10.0, 4.0, 10.0)
+    n_hidden: int = DEFAULT_HIDDEN
+    C: float = DEFAULT_C
+    #: ``None``: the default policy (:func:`default_class_weights`) applied to the class counts
+    #: of the calibration beats, the issuer's only data before the federation starts.
+    class_weight: tuple[float, ...] | None = None
     min_beats: int = 50
     seed: int = 1
     round_timeout: float = 120.0
@@ -103,18 +106,25 @@ def _score(hidden_beta: tuple[Any, F64], test: TestSet) -> dict[str, Any]:
     }
 
 
-def _calibration(spec: FleetSpec) -> F64:
+def _calibration(spec: FleetSpec) -> tuple[F64, tuple[float, ...]]:
     """Features of the beats of every node's first segment (what the issuer has before the
-    federation starts)."""
+    federation starts) and the class weights every device will use."""
     rows = []
+    counts = np.zeros(len(CLASSES), dtype=np.int64)
     for n in spec.nodes:
-        for t, f, _ in stream_beats(n.url):
+        for t, f, label in stream_beats(n.url):
             if t >= n.edges[1]:
                 break
             rows.append(f)
+            if label in CLASSES:
+                counts[CLASSES.index(label)] += 1
     if len(rows) < 2:
         raise ValueError("the calibration segments hold fewer than two beats")
-    return np.vstack(rows)
+    if spec.class_weight is not None:
+        weights = tuple(float(w) for w in spec.class_weight)
+    else:
+        weights = tuple(float(w) for w in default_class_weights(counts))
+    return np.vstack(rows), weights
 
 
 def run_fleet(
@@ -127,9 +137,11 @@ def run_fleet(
     with tempfile.TemporaryDirectory(prefix="smfel-sim-") as tmp, Broker() as broker:
         root = Path(tmp)
         issuer = Ed25519PrivateKey.generate()
+        calibration, weights = _calibration(spec)
+        spec = replace(spec, class_weight=weights)
         issued = init_model(
             root / "model",
-            _calibration(spec),
+            calibration,
             signing_key=issuer,
             n_hidden=spec.n_hidden,
             seed=spec.seed,
@@ -141,7 +153,7 @@ def run_fleet(
                 bundle=str(root / "model"),
                 classes=CLASSES,
                 C=spec.C,
-                class_weight=spec.class_weight,
+                class_weight=weights,
             ),
             rounds=RoundsSection(
                 strategy=spec.strategy,
@@ -163,7 +175,7 @@ def run_fleet(
                 bundle,
                 issuer.public_key(),
                 spec.C,
-                spec.class_weight,
+                weights,
                 spec.min_beats,
             )
             for n in spec.nodes
@@ -237,7 +249,7 @@ def run_fleet(
             "test_beats": int(len(test.y)),
             "n_hidden": spec.n_hidden,
             "C": spec.C,
-            "class_weight": list(spec.class_weight),
+            "class_weight": list(weights),
             "model_hash": issued.model_hash,
             "rounds": rows,
         }
@@ -258,7 +270,7 @@ def _centralised(nodes: Sequence[SimNode], bundle: Any, spec: FleetSpec) -> F64:
         H = np.vstack([runtime.hidden_one(x) for x in X])
     finally:
         runtime.close()
-    learner = OSELM(bundle.hidden, CLASSES, C=spec.C, class_weight=list(spec.class_weight))
+    learner = OSELM(bundle.hidden, CLASSES, C=spec.C, class_weight=spec.class_weight)
     # In blocks: the Woodbury step builds an (m, m) matrix for a block of m beats.
     for i in range(0, len(y), 256):
         learner.learn_hidden_many(H[i : i + 256], y[i : i + 256])
