@@ -114,6 +114,7 @@ class Runtime:
         self._d = hidden.n_features
         self._shape = (hidden.n_features,)
         self._status: RuntimeStatus | None = None
+        self._closed = False
         if interpreter is not None:
             self._in = int(interpreter.get_input_details()[0]["index"])
             self._out = int(interpreter.get_output_details()[0]["index"])
@@ -143,6 +144,7 @@ class Runtime:
         self._check(xv)
         interp = self._interp
         if interp is None:
+            self._open()
             return self._hidden.transform_one(xv)
         self._buf[0] = xv
         interp.set_tensor(self._in, self._buf)
@@ -159,6 +161,7 @@ class Runtime:
             raise RuntimeInputError("X must be finite")
         interp = self._interp
         if interp is None:
+            self._open()
             return self._hidden.transform(Xv)
         H = np.empty((Xv.shape[0], self._hidden.n_hidden))
         buf, i, o = self._buf, self._in, self._out
@@ -169,8 +172,15 @@ class Runtime:
             H[k] = interp.get_tensor(o)[0]
         return H
 
+    def _open(self) -> None:
+        # A closed runtime has no interpreter either; it must not quietly turn into numpy.
+        if self._closed:
+            raise SmfelError("the runtime is closed")
+
     def close(self) -> None:
+        """Release the interpreter; later calls raise :class:`SmfelError`."""
         self._interp = None
+        self._closed = True
 
     def __enter__(self) -> Runtime:
         return self

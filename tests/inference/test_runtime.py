@@ -221,3 +221,13 @@ def test_bad_arguments_and_inputs(bundle: ModelBundle) -> None:
         rt.hidden_many(np.zeros(24))
     # One bad beat does not break the runtime.
     assert rt.hidden_one(np.zeros(24)).shape == (64,)
+
+
+@pytest.mark.parametrize("prefer", [("litert",), ("numpy",)])
+def test_closed_runtime_refuses_work(bundle: ModelBundle, prefer: tuple[str, ...]) -> None:
+    with open_runtime(bundle, prefer=prefer) as rt:
+        assert rt.hidden_one(np.zeros(24)).shape == (64,)
+    with pytest.raises(SmfelError, match="closed"):
+        rt.hidden_one(np.zeros(24))
+    with pytest.raises(SmfelError, match="closed"):
+        rt.hidden_many(np.zeros((2, 24)))
