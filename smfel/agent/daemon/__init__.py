@@ -8,6 +8,8 @@ Embedding (the fleet simulation runs many agents in one process)::
     agent.start(); agent.state.wait_for(lambda s: s.source_exhausted, 60); agent.stop()
 """
 
+from typing import TYPE_CHECKING, Any
+
 from smfel.agent.daemon.alerts import Alert, AlertEngine
 from smfel.agent.daemon.config import (
     AgentConfig,
@@ -26,8 +28,10 @@ from smfel.agent.daemon.config import (
     load_config,
 )
 from smfel.agent.daemon.federation import Federation, Outcome
-from smfel.agent.daemon.service import Agent
 from smfel.agent.daemon.state import AgentState
+
+if TYPE_CHECKING:
+    from smfel.agent.daemon.service import Agent
 
 __all__ = [
     "Agent",
@@ -51,3 +55,13 @@ __all__ = [
     "config_from_mapping",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The service pulls in the sensors, the runtime and the transport: import it on first use,
+    # so the light commands (``--version``, ``check-config``) start fast on a small board.
+    if name == "Agent":
+        from smfel.agent.daemon.service import Agent
+
+        return Agent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
