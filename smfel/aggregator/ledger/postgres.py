@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS entries (
     data      TEXT NOT NULL,
     leaf_hash BYTEA NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_by_block ON entries (height, position);
+CREATE INDEX IF NOT EXISTS entries_by_block ON entries (height, position, log_index);
 CREATE TABLE IF NOT EXISTS ledger_head (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     height   BIGINT NOT NULL,
