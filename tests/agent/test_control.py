@@ -131,3 +131,38 @@ port = {mosquitto.port}
     mosquitto.stop()
     assert main(["selftest", "--config", str(path)]) == 69
     assert json.loads(capsys.readouterr().out)["broker"]["reachable"] is False
+
+
+def test_tls_and_password_from_the_config(
+    tmp_path: Path, issuer: Issuer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with MosquittoBroker(
+        tmp_path_factory.mktemp("tls-broker"),
+        users={"ward3-bed12": "s3cret"},
+        allow_anonymous=True,
+        tls=True,
+    ) as broker:
+        assert broker.tls_files is not None
+        secret = tmp_path / "mqtt.password"
+        secret.write_text("s3cret\n")
+        cfg = dataclasses.replace(
+            config(tmp_path, broker),
+            model=ModelConfig(bundle=str(issuer.bundle_dir), bundle_topic=False),
+            mqtt=MqttConfig(
+                host="localhost",
+                port=broker.tls_port,
+                tls=True,
+                ca_file=str(broker.tls_files.ca),
+                username="ward3-bed12",
+                password_file=str(secret),
+            ),
+        )
+        agent = Agent(cfg, trusted_keys=issuer.trusted)  # type: ignore[arg-type]
+        with Peer(broker.host, broker.port) as peer:
+            agent.start()
+            try:
+                birth = peer.wait(f"nodes/{NODE}/status", 30, lambda p: b"online" in p)
+                assert json.loads(birth)["model"] == issuer.bundle.model_hash
+                peer.wait(f"nodes/{NODE}/telemetry", 30)
+            finally:
+                agent.stop()
