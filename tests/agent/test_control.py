@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from smfel.agent.daemon.config import (
     TelemetryConfig,
 )
 from smfel.agent.daemon.service import Agent
+from smfel.agent.daemon.state import AgentState
 from tests.agent.conftest import Issuer
 from tests.agent.peer import Peer
 from tests.support.broker import MosquittoBroker
@@ -31,6 +33,10 @@ from tests.support.broker import MosquittoBroker
 pytestmark = [pytest.mark.broker, pytest.mark.mitdb]
 
 NODE = "ctl-1"
+
+
+def more_labelled_than(n: int) -> Callable[[AgentState], bool]:
+    return lambda s: s.beats_labelled > n
 
 
 def config(tmp_path: Path, broker: MosquittoBroker) -> AgentConfig:
@@ -73,12 +79,13 @@ def test_bundle_over_mqtt_bad_messages_labels_and_reload(
             assert st.wait_for(lambda s: s.messages_rejected >= before + 3, 30)
 
             # A clinician's label for a recent beat is learned.
-            sample = agent._recent[-1][0]
-            learned = st.beats_learned
-            labelled = st.beats_labelled
-            peer.publish(topics.labels(NODE), json.dumps({"sample": sample, "label": "V"}).encode())
-            assert st.wait_for(lambda s: s.beats_labelled > labelled, 30)
-            assert st.beats_learned > learned
+            sample, when, _h = agent._recent[-1]
+            for message in ({"sample": sample, "label": "V"}, {"time": when, "label": "S"}):
+                learned = st.beats_learned
+                labelled = st.beats_labelled
+                peer.publish(topics.labels(NODE), json.dumps(message).encode())
+                assert st.wait_for(more_labelled_than(labelled), 30)
+                assert st.beats_learned > learned
 
             # SIGHUP's reload: alert thresholds change at once; a broker change waits for a restart.
             new = dataclasses.replace(

@@ -121,7 +121,8 @@ class Agent:
         self._expected = 0  # absolute index the next chunk should start at
         self._beta: NDArray[np.float64] | None = None
         self._since_checkpoint = 0
-        self._recent: deque[tuple[int, NDArray[np.float64]]] = deque(maxlen=_FEEDBACK_BEATS)
+        # (sample index, beat time, h) of the last beats, for label feedback.
+        self._recent: deque[tuple[int, float, NDArray[np.float64]]] = deque(maxlen=_FEEDBACK_BEATS)
         self.alerts = AlertEngine(config.alerts)
         self.telemetry = TelemetryWindow(config.node.id)
         self._next_telemetry = 0.0
@@ -447,7 +448,7 @@ class Agent:
             for alert in self.alerts.push(beat.time, label):
                 st.alerts += 1
                 self._publish_event(alert.to_dict())
-            self._recent.append((int(beat.sample) + self._offset, h))
+            self._recent.append((int(beat.sample) + self._offset, float(beat.time), h))
             truth = index.get(beat.label) if beat.label is not None else None
             if truth is None:
                 continue
@@ -612,22 +613,29 @@ class Agent:
         self._install_bundle(load_bundle(target, self._trusted))
 
     def _label_feedback(self, payload: bytes) -> None:
-        """``{"sample": N, "label": "V"}`` on ``nodes/{node}/labels``: a clinician's label."""
+        """A clinician's label on ``nodes/{node}/labels``: ``{"time": T, "label": "V"}`` with the
+        beat's time as the events carry it (``beat_time_s``, within 75 ms), or ``{"sample": N,
+        "label": "V"}`` with its sample index (within 2 samples)."""
+        expected = "{'time': seconds or 'sample': int, 'label': 'N|S|V|F'}"
         try:
             msg = json.loads(payload)
-            sample, label = int(msg["sample"]), str(msg["label"])
+            label = str(msg["label"])
+            when = float(msg["time"]) if "time" in msg else None
+            sample = int(msg["sample"]) if when is None else None
         except (ValueError, KeyError, TypeError) as err:
-            self._rejected("label", f"expected {{'sample': int, 'label': 'N|S|V|F'}}: {err}")
+            self._rejected("label", f"expected {expected}: {err}")
             return
         if label not in CLASSES or self.learner is None:
             self._rejected("label", f"label must be one of {CLASSES}, got {label!r}")
             return
-        for s, h in self._recent:
-            if abs(s - sample) <= 2:
+        for s, t, h in reversed(self._recent):
+            if (when is not None and abs(t - when) <= 0.075) or (
+                sample is not None and abs(s - sample) <= 2
+            ):
                 self._learn(h, CLASSES.index(label))
                 self.state.beats_labelled += 1
                 return
-        self._rejected("label", f"no recent beat at sample {sample}")
+        self._rejected("label", f"no recent beat at {msg.get('time', sample)}")
 
     def _reload(self, config: AgentConfig | None) -> None:
         if config is None:
