@@ -30,14 +30,13 @@ from numpy.typing import NDArray
 
 from smfel.agent import OSELM, HiddenLayer
 from smfel.agent.hidden import Activation
-from smfel.agent.learner import balanced_class_weights
 from smfel.agent.model_defaults import (
-    CLASS_WEIGHT_POWER,
     DEFAULT_ACTIVATION,
     DEFAULT_C,
     DEFAULT_CLASSES,
     DEFAULT_HIDDEN,
     DEFAULT_SEED,
+    default_class_weights,
 )
 from smfel.sensors import RecordBeats, load_record_beats, missing_records
 from smfel.sensors.errors import RecordError
@@ -78,18 +77,18 @@ def fit(
     hidden: int = DEFAULT_HIDDEN,
     C: float = DEFAULT_C,
     activation: Activation = DEFAULT_ACTIVATION,
-    weight_power: float = CLASS_WEIGHT_POWER,
     seed: int = DEFAULT_SEED,
 ) -> OSELM:
     """An OSELM trained on ``X``, ``y``: scaling from ``X`` folded into the hidden layer,
-    class weights from the class counts, learned in blocks of :data:`BLOCK` beats."""
+    class weights by the default policy from the class counts, learned in blocks of
+    :data:`BLOCK` beats."""
     if len(y) == 0:
         raise ValueError("no training beats")
     mean, std = X.mean(axis=0), X.std(axis=0)
     std[std == 0] = 1.0
     layer = HiddenLayer.generate(X.shape[1], hidden, seed=seed, activation=activation)
     counts = np.bincount(y, minlength=len(classes))
-    weights = balanced_class_weights(counts) ** weight_power
+    weights = default_class_weights(counts, classes)
     learner = OSELM(layer.with_scaling(mean, std), classes, C=C, class_weight=weights)
     for i in range(0, len(y), BLOCK):
         learner.learn_many(X[i : i + BLOCK], y[i : i + BLOCK])

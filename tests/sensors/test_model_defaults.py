@@ -1,0 +1,34 @@
+"""The model defaults the evaluation chose, as every caller imports them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smfel.agent.model_defaults import (
+    CLASS_WEIGHT_FACTORS,
+    DEFAULT_CLASSES,
+    DEFAULT_HIDDEN,
+    default_class_weights,
+)
+from smfel.sensors import AAMI_CLASSES
+
+pytestmark = pytest.mark.device
+
+
+def test_classes_are_the_aami_classes_without_q() -> None:
+    assert tuple(c for c in AAMI_CLASSES if c != "Q") == DEFAULT_CLASSES
+    assert DEFAULT_HIDDEN > 0
+
+
+def test_class_weights_balance_the_classes_then_damp_fusion_beats() -> None:
+    counts = np.array([9000, 300, 600, 100])
+    w = default_class_weights(counts)
+    total = w * counts
+    # N, S and V carry the same total weight; F a fixed fraction of it.
+    assert total[0] == pytest.approx(total[1]) == pytest.approx(total[2])
+    assert total[3] == pytest.approx(CLASS_WEIGHT_FACTORS.get("F", 1.0) * total[0])
+    # An absent class keeps weight 1 (times its factor), so the vector is always usable.
+    assert np.isfinite(default_class_weights([10, 0, 5, 0])).all()
+    with pytest.raises(ValueError, match="4 classes but 3 counts"):
+        default_class_weights([1, 2, 3])
