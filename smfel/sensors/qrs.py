@@ -182,6 +182,9 @@ class QRSDetector:
         pool = [c for c in self._noise if c.i < upto and c.v > thr2 and c.r - last_r >= self.half]
         if not pool:
             self._noise = [c for c in self._noise if c.i >= upto]
+            # Nothing even at half the threshold for a long time: the signal has shrunk (a
+            # loose electrode, a change of axis), so let the signal level decay towards noise.
+            self._spk = self._npk + 0.5 * (self._spk - self._npk)
             return []
         best = max(pool, key=lambda c: c.v)
         return [self._accept(best, 0.25)]
