@@ -4,15 +4,22 @@ and configuration errors reported one line per key with exit code 78."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 from smfel.agent.bundle import load_bundle
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.keystore import Enrolment
+from smfel.agent.protocol import parse_round
+from smfel.aggregator._mqtt import MqttClient
 from smfel.aggregator.ledger import Ledger
 from smfel.aggregator.model import load_or_create_key
+from tests.support.broker import MosquittoBroker
 
 BIN = str(Path(sys.executable).parent / "smfel-aggregator")
 
@@ -95,3 +102,58 @@ def test_bad_config_is_reported_per_key(tmp_path: Path) -> None:
     assert any("mqtt.port" in line for line in lines)
     assert any("extra: unknown section" in line for line in lines)
     assert any("model.bundle" in line for line in lines)
+
+
+@pytest.mark.broker
+def test_serve_announces_a_signed_round_and_stops_on_sigterm(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    key_file = tmp_path / "state" / "aggregator.key"
+    init = _run(
+        "model",
+        "init",
+        "--out",
+        str(tmp_path / "model"),
+        "--key",
+        str(key_file),
+        "--hidden",
+        "16",
+        "--seconds",
+        "30",
+    )
+    assert init.returncode == 0, init.stderr
+    cfg = tmp_path / "aggregator.toml"
+    cfg.write_text(
+        '[service]\nstate_dir = "state"\n\n[model]\nbundle = "model"\n\n'
+        f'[rounds]\nstrategy = "fedavg"\nduration = 600\n\n'
+        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
+    )
+    proc = subprocess.Popen(
+        [BIN, "serve", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    got: list[bytes] = []
+    seen = threading.Event()
+
+    def on_round(topic: str, payload: bytes) -> None:
+        got.append(payload)
+        seen.set()
+
+    client = MqttClient(mosquitto.host, mosquitto.port, client_id="watcher")
+    client.subscribe("smfel/v1/fl/round", on_round)
+    client.start()
+    try:
+        assert seen.wait(60), "no round announcement"
+    finally:
+        client.stop()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    key = load_or_create_key(key_file)
+    ann = parse_round(got[0], public_key=key.public_key())
+    assert ann.round == 1
+    assert ann.strategy == "fedavg"
+    assert ann.kind == "beta"
+    assert ann.model_hash == json.loads(init.stdout)["model_hash"]
