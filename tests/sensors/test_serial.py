@@ -213,3 +213,40 @@ def test_loop_unplug_is_survived() -> None:
 def test_bad_urls_are_refused_with_a_reason(url: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         open_source(url)
+
+
+@pytest.mark.mitdb
+def test_a_real_record_over_a_pty_gives_the_beats_of_the_record(pty: Pty, mitdb: Path) -> None:
+    from smfel.sensors import BeatExtractor, is_beat, read_annotations, read_record
+
+    rec = read_record(mitdb, "119")
+    col = rec.lead_index("MLII")
+    n = 360 * 40
+    digital = rec.digital[:n, col]
+    ann = read_annotations(mitdb, "119")
+    beats_at = {
+        int(s): sym
+        for s, sym in zip(ann.samples, ann.symbols, strict=True)
+        if s < n and is_beat(sym)
+    }
+    data = b""
+    for seq, a in enumerate(range(0, n, 18)):
+        lab = next(((s - a, beats_at[s]) for s in range(a, a + 18) if s in beats_at), None)
+        data += encode_frame(seq & 0xFFFF, digital[a : a + 18], *(lab[::-1] if lab else (None,)))
+    url = f"serial://{pty.link}?baud=921600&gain=200&baseline=1024&idle=2&chunk=0.2"
+    ex = BeatExtractor()
+    beats = []
+    with open_source(url) as src:
+        writer = threading.Thread(target=pty.write, args=(data,), name="writer")
+        writer.start()
+        for chunk in src:
+            beats += ex.push(chunk)
+        writer.join()
+    beats += ex.flush()
+    direct = BeatExtractor()
+    labels = tuple(sorted(beats_at.items()))
+    expect = direct.push(Chunk(0, 360.0, rec.mv("MLII")[:n], labels)) + direct.flush()
+    assert src.counters.frames == n // 18 and src.counters.crc_errors == 0
+    assert [b.sample for b in beats] == [b.sample for b in expect]
+    assert [b.symbol for b in beats] == [b.symbol for b in expect]
+    assert np.array_equal(np.array([b.features for b in beats]), [b.features for b in expect])
