@@ -81,7 +81,7 @@ def _run_strategies(args: argparse.Namespace, build: Any) -> int:
 def _run(args: argparse.Namespace) -> int:
     from smfel.sim.run import mitdb_fleet, mitdb_test, synthetic_fleet, synthetic_test
 
-    params = {"n_hidden": args.hidden, "seed": args.seed, "C": args.C}
+    params = {"n_hidden": args.hidden, "seed": args.seed, "C": args.C, "driver": args.driver}
     try:
         if args.data:
             nodes, test_records = _records(args.nodes), _records(args.test)
@@ -232,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", default="", help="records, one device each: R,R,...")
     p.add_argument("--test", default="", help="test records: R,R,...")
     p.add_argument(
+        "--driver",
+        choices=["agent", "node"],
+        default="agent",
+        help="agent: each device is the agent daemon restarted per round segment (default); "
+        "node: the agent's components over one continuous stream per device",
+    )
+    p.add_argument(
         "--C", type=float, default=DEFAULT_C, help=f"ridge parameter C (default {DEFAULT_C})"
     )
     _common(p, rounds=5, strategy="exact")
@@ -243,7 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    given = sys.argv[1:] if argv is None else list(argv)
+    quiet = (
+        args.command in ("demo", "run")
+        and not any(a.startswith("--log-level") for a in given)
+        and "SMFEL_LOG_LEVEL" not in os.environ
+    )
+    # A fleet run's output is its round table; the devices' and the service's own logs (which
+    # include a benign warning each time a restarted agent sees the retained global model it
+    # already has) are for --log-level INFO.
+    configure_logging("ERROR" if quiet else args.log_level)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -76,6 +77,7 @@ class SimNode:
     globals_adopted: int = 0
     messages_refused: int = 0
     failed: str = ""
+    _next_index: int = 0
     _runtime: Runtime | None = None
     _learner: OSELM | None = None
     _federation: Federation | None = None
@@ -135,6 +137,21 @@ class SimNode:
                 self._ahead = item
                 return
             yield item[1], item[2]
+
+    def begin_segment(self, index: int) -> None:
+        self._next_index = index
+
+    def finish_segment(self) -> int:
+        return self.learn_segment(self._next_index)
+
+    def wait_adopted(self, round: int, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fed = self._federation
+            if fed is not None and fed.adopted_round >= round:
+                return True
+            time.sleep(0.01)
+        return False
 
     def learn_segment(self, index: int) -> int:
         """Replay segment ``index``: classify, then learn, every labelled beat (as the agent

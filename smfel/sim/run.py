@@ -3,9 +3,13 @@
 ``run_fleet`` starts a private Mosquitto (:mod:`smfel.sim.broker`), issues the model bundle
 (:func:`smfel.aggregator.model.init_model`, scaling calibrated on the training nodes' first
 segments), enrols one key per node in the registry, starts the aggregator in-process with
-``manual_rounds``, and then for each round: every node replays its next segment and learns it,
-the aggregator announces the round, the nodes answer with signed updates, the round closes, the
-global model is published and adopted, and the global ``beta`` is scored on the test beats.
+``manual_rounds``, and then for each round: every device replays its next segment and learns it,
+the aggregator announces the round, the devices answer with signed updates, the round closes,
+the global model is published and adopted, and the global ``beta`` is scored on the test beats.
+
+A device is the real agent daemon (:mod:`smfel.sim.agentnode`, the default ``driver``), started
+on each round's segment and resuming from its checkpoint, or (``driver="node"``) the agent's
+components over one continuous stream (:mod:`smfel.sim.node`), which has no segment edges.
 
 With the ``exact`` strategy the final global model is also compared with the centralised fit on
 the pooled beats every node learned (the same features through the same runtime), and the
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +48,7 @@ from smfel.aggregator.model import init_model
 from smfel.aggregator.registry import parse_enrolment
 from smfel.aggregator.rounds import RoundResult
 from smfel.aggregator.service import Aggregator
+from smfel.sim.agentnode import AgentNode
 from smfel.sim.broker import Broker
 from smfel.sim.metrics import confusion_matrix, report
 from smfel.sim.node import CLASSES, SimNode, stream_beats
@@ -63,6 +68,8 @@ class NodeSpec:
     node_id: str
     url: str
     edges: tuple[float, ...]
+    #: The same data as separate sources, one per round (what a restarted agent replays).
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,6 +93,9 @@ class FleetSpec:
     min_beats: int = 50
     seed: int = 1
     round_timeout: float = 120.0
+    #: ``agent``: every device is the real agent daemon, restarted on each round's segment;
+    #: ``node``: the agent's components driven over one continuous stream per device.
+    driver: Literal["agent", "node"] = "agent"
 
     @property
     def rounds(self) -> int:
@@ -166,20 +176,36 @@ def run_fleet(
             mqtt=MqttSection(host=broker.host, port=broker.port, client_id="sim-aggregator"),
         ).validate()
         Path(cfg.service.state_dir).mkdir(parents=True)
-        nodes = [
-            SimNode(
-                n.node_id,
-                Ed25519PrivateKey.generate(),
-                n.url,
-                n.edges,
-                bundle,
-                issuer.public_key(),
-                spec.C,
-                weights,
-                spec.min_beats,
-            )
-            for n in spec.nodes
-        ]
+        nodes: list[Any] = []
+        for n in spec.nodes:
+            if spec.driver == "agent":
+                nodes.append(
+                    AgentNode(
+                        n.node_id,
+                        Ed25519PrivateKey.generate(),
+                        n.segments,
+                        bundle,
+                        issuer.public_key(),
+                        spec.C,
+                        weights,
+                        spec.min_beats,
+                        root / "devices" / n.node_id,
+                    )
+                )
+            else:
+                nodes.append(
+                    SimNode(
+                        n.node_id,
+                        Ed25519PrivateKey.generate(),
+                        n.url,
+                        n.edges,
+                        bundle,
+                        issuer.public_key(),
+                        spec.C,
+                        weights,
+                        spec.min_beats,
+                    )
+                )
         results: dict[int, RoundResult] = {}
         closed = threading.Condition()
 
@@ -209,10 +235,10 @@ def run_fleet(
                 node.start(broker.host, broker.port)
             for r in range(spec.rounds):
                 t0 = time.perf_counter()
-                learned = sum(node.learn_segment(r) for node in nodes)
-                expect = [n.node_id for n in nodes if n.beats_pending() >= spec.min_beats]
                 for node in nodes:
-                    node.adopted.clear()
+                    node.begin_segment(r)
+                learned = sum(node.finish_segment() for node in nodes)
+                expect = [n.node_id for n in nodes if n.beats_pending() >= spec.min_beats]
                 agg.announce_next(expect)
                 with closed:
                     if not closed.wait_for(
@@ -222,7 +248,7 @@ def run_fleet(
                 res = results[r + 1]
                 if res.state is not None:
                     for node in nodes:
-                        node.adopted.wait(30)
+                        node.wait_adopted(r + 1)
                 beta = agg.global_state.beta if agg.global_state is not None else None
                 row: dict[str, Any] = {"round": r + 1}
                 if beta is not None:
@@ -261,13 +287,31 @@ def run_fleet(
         return out
 
 
-def _centralised(nodes: Sequence[SimNode], bundle: Any, spec: FleetSpec) -> F64:
+def _pooled(nodes: Sequence[Any], spec: FleetSpec) -> tuple[list[F64], list[int]]:
+    """Every labelled beat the devices learned: recorded by the component nodes; recomputed
+    from the very segments the agents replayed (same extractor, fresh for each segment)."""
+    if spec.driver == "node":
+        return [x for n in nodes for x in n.learned_features], [
+            v for n in nodes for v in n.learned_y
+        ]
+    X: list[F64] = []
+    y: list[int] = []
+    for n in spec.nodes:
+        for url in n.segments[: spec.rounds]:
+            for _, f, label in stream_beats(url):
+                if label in CLASSES:
+                    X.append(f)
+                    y.append(CLASSES.index(label))
+    return X, y
+
+
+def _centralised(nodes: Sequence[Any], bundle: Any, spec: FleetSpec) -> F64:
     """The fit on every beat every node learned, pooled in one place (the reference)."""
     runtime = open_runtime(bundle)
     try:
-        X = np.vstack([x for n in nodes for x in n.learned_features])
-        y = np.asarray([v for n in nodes for v in n.learned_y], dtype=np.intp)
-        H = np.vstack([runtime.hidden_one(x) for x in X])
+        rows, labels = _pooled(nodes, spec)
+        y = np.asarray(labels, dtype=np.intp)
+        H = np.vstack([runtime.hidden_one(x) for x in rows])
     finally:
         runtime.close()
     learner = OSELM(bundle.hidden, CLASSES, C=spec.C, class_weight=spec.class_weight)
@@ -303,10 +347,13 @@ def mitdb_fleet(
         duration = header.n_samples / header.fs
         if max_seconds is not None:
             duration = min(duration, max_seconds)
-        url = f"wfdb://{Path(data).resolve()}/{rec}?speed=0"
-        if max_seconds is not None:
-            url += f"&end={duration:.3f}"
-        specs.append(NodeSpec(rec, url, _edges(duration, rounds)))
+        base = f"wfdb://{Path(data).resolve()}/{rec}?speed=0"
+        url = base if max_seconds is None else f"{base}&end={duration:.3f}"
+        edges = _edges(duration, rounds)
+        segments = tuple(
+            f"{base}&start={edges[i]:.3f}&end={edges[i + 1]:.3f}" for i in range(rounds)
+        )
+        specs.append(NodeSpec(rec, url, edges, segments))
     return FleetSpec(nodes=tuple(specs), **params)
 
 
@@ -335,11 +382,14 @@ def synthetic_fleet(
             round(float(rng.uniform(0.02, 0.12)), 3),
             round(float(rng.uniform(0.01, 0.08)), 3),
         )
-        url = (
-            f"synthetic://?hr={hr}&pvc={pvc}&apc={apc}&seed={1000 * (k + 1)}"
-            f"&duration={segment_seconds * rounds}&speed=0"
+        base = f"synthetic://?hr={hr}&pvc={pvc}&apc={apc}&speed=0"
+        url = f"{base}&seed={1000 * (k + 1)}&duration={segment_seconds * rounds}"
+        segments = tuple(
+            f"{base}&seed={1000 * (k + 1) + r}&duration={segment_seconds}" for r in range(rounds)
         )
-        specs.append(NodeSpec(f"node-{k + 1:02d}", url, _edges(segment_seconds * rounds, rounds)))
+        specs.append(
+            NodeSpec(f"node-{k + 1:02d}", url, _edges(segment_seconds * rounds, rounds), segments)
+        )
     return FleetSpec(nodes=tuple(specs), **params)
 
 

@@ -39,8 +39,9 @@ def _check_rows(res: dict[str, object], rounds: int, nodes: int) -> None:
         assert r["seconds"] >= 0
 
 
-def test_exact_on_synthetic_nodes_equals_the_centralised_fit() -> None:
-    spec = synthetic_fleet(3, 2, 75.0, strategy="exact", n_hidden=48, seed=3)
+@pytest.mark.parametrize("driver", ["agent", "node"])
+def test_exact_on_synthetic_nodes_equals_the_centralised_fit(driver: str) -> None:
+    spec = synthetic_fleet(3, 2, 75.0, strategy="exact", n_hidden=48, seed=3, driver=driver)
     test = synthetic_test(60.0, seed=7)
     seen: list[dict[str, object]] = []
     res = run_fleet(spec, test, progress=seen.append)
@@ -55,8 +56,9 @@ def test_exact_on_synthetic_nodes_equals_the_centralised_fit() -> None:
     assert "j-idx" in format_header()
 
 
-def test_fedavg_runs_round_by_round() -> None:
-    spec = synthetic_fleet(3, 2, 75.0, strategy="fedavg", n_hidden=48, seed=3)
+@pytest.mark.parametrize("driver", ["agent", "node"])
+def test_fedavg_runs_round_by_round(driver: str) -> None:
+    spec = synthetic_fleet(3, 2, 75.0, strategy="fedavg", n_hidden=48, seed=3, driver=driver)
     res = run_fleet(spec, synthetic_test(60.0, seed=7))
     _check_rows(res, 2, 3)
     assert "exact_max_delta" not in res
