@@ -39,14 +39,18 @@ def shard(n: int, suite: Path, durations: Path) -> list[list[str]]:
     known: dict[str, float] = {}
     if durations.is_file():
         known = json.loads(durations.read_text())
-    # Unknown files count as the median known file, so a new file is not assumed free.
-    default = sorted(known.values())[len(known) // 2] if known else 1.0
+    if known:
+        # Unknown files count as the median known file, so a new file is not assumed free.
+        median = sorted(known.values())[len(known) // 2]
+        cost = {f: known.get(f, median) for f in files}
+    else:  # a first run (CI): the size of a file is a rough measure of its tests
+        cost = {f: float((suite / f).stat().st_size) for f in files}
     loads = [0.0] * n
     groups: list[list[str]] = [[] for _ in range(n)]
-    for f in sorted(files, key=lambda f: -known.get(f, default)):
+    for f in sorted(files, key=lambda f: -cost[f]):
         i = loads.index(min(loads))
         groups[i].append(f)
-        loads[i] += known.get(f, default)
+        loads[i] += cost[f]
     return [g for g in groups if g]
 
 
