@@ -54,6 +54,8 @@ _dpotrs = lapack.dpotrs
 
 #: Beats whose rank-one corrections of P and U are held back and applied as one BLAS-3 update.
 _LAZY = 32
+#: Largest block handled in one Woodbury step; larger ones are split (memory stays bounded).
+_MAX_BLOCK = 256
 
 
 def symmetric_from_upper(A: F64) -> F64:
@@ -355,6 +357,11 @@ class OSELM:
 
     def _update_many(self, H: F64, y: NDArray[np.intp]) -> OSELM:
         m = H.shape[0]
+        if m > _MAX_BLOCK:
+            # The Woodbury step builds an m x m matrix: bound it, whatever the caller passes.
+            for i in range(0, m, _MAX_BLOCK):
+                self._update_many(H[i : i + _MAX_BLOCK], y[i : i + _MAX_BLOCK])
+            return self
         if m == 0:
             return self
         if m == 1:

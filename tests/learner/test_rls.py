@@ -195,3 +195,14 @@ def test_bad_inputs_are_refused_and_leave_state_unchanged() -> None:
         learner.learn_hidden_one(np.array([np.nan, 0, 0, 0]), 0)
     np.testing.assert_array_equal(learner.beta_, before)
     assert learner.n_seen_ == 1
+
+
+def test_a_huge_block_is_split_and_still_exact() -> None:
+    """learn_many over thousands of beats keeps memory bounded and equals the batch fit."""
+    rng = np.random.default_rng(5)
+    hidden = HiddenLayer.generate(4, 16, seed=2)
+    X = rng.normal(size=(3000, 4))
+    y = rng.integers(0, 4, size=3000)
+    learner = OSELM(hidden, CLASSES, C=1.0).learn_many(X, y)
+    expected = batch_ridge(hidden.transform(X), y, np.ones(4), 1.0, 4)
+    assert np.max(np.abs(learner.beta_ - expected)) <= 1e-8
