@@ -101,6 +101,7 @@ class MqttTransport:
         self._subacks: dict[int, list[ReasonCode]] = {}
         self._suback_cond = threading.Condition()
         self._acked_filters: set[str] = set()  # acknowledged in this process's lifetime
+        self._refused_filters: dict[str, str] = {}  # filter -> SUBACK reason, sent on connect
         self._resubscribing: dict[int, str] = {}  # mid -> filter, SUBSCRIBEs sent on connect
         self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
 
@@ -177,6 +178,7 @@ class MqttTransport:
             self._last_handed = 0
         with self._suback_cond:
             self._acked_filters.clear()
+            self._refused_filters.clear()
             self._resubscribing.clear()
         self._client = self._make_client()
         self._stop.clear()
@@ -301,25 +303,31 @@ class MqttTransport:
             self.config.port,
             flags.session_present,
         )
+        # The subscription lock is held until the connection counts as up: subscribe() decides
+        # under the same lock whether to send a filter itself or leave it to this snapshot, so
+        # a filter added while this callback runs is never left to neither.
         with self._sub_lock:
             subs = list(self._subs.items())
-        with self._suback_cond:
-            if not flags.session_present:
-                self._acked_filters.clear()
-            for topic_filter, (_handler, qos) in subs:
-                # A filter this process already had acknowledged lives on in the broker's
-                # session; any other is (re)subscribed, which also delivers the retained
-                # messages (round, global model) a freshly started process needs.
-                if topic_filter in self._acked_filters:
-                    continue
-                rc, mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
-                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-                    self._resubscribing[mid] = topic_filter
-        if self.birth is not None:
-            client.publish(
-                self.birth.topic, self.birth.payload, qos=self.birth.qos, retain=self.birth.retain
-            )
-        self._connected.set()
+            with self._suback_cond:
+                if not flags.session_present:
+                    self._acked_filters.clear()
+                for topic_filter, (_handler, qos) in subs:
+                    # A filter this process already had acknowledged lives on in the broker's
+                    # session; any other is (re)subscribed, which also delivers the retained
+                    # messages (round, global model) a freshly started process needs.
+                    if topic_filter in self._acked_filters:
+                        continue
+                    rc, mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
+                    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                        self._resubscribing[mid] = topic_filter
+            if self.birth is not None:
+                client.publish(
+                    self.birth.topic,
+                    self.birth.payload,
+                    qos=self.birth.qos,
+                    retain=self.birth.retain,
+                )
+            self._connected.set()
 
     def _on_disconnect(
         self,
@@ -471,8 +479,10 @@ class MqttTransport:
             raise TransportError("the transport is not started")
         with self._sub_lock:
             self._subs[topic_filter] = (handler, qos)
-        if not self.connected:
-            return  # sent on connect
+            with self._suback_cond:
+                self._refused_filters.pop(topic_filter, None)
+            if not self.connected:
+                return  # sent on connect (see _on_connect); wait_subscribed() waits for it
         rc, mid = client.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return  # the connection dropped; the subscription is sent on reconnect
@@ -488,12 +498,36 @@ class MqttTransport:
         if not refused:
             with self._suback_cond:
                 self._acked_filters.add(topic_filter)
+                self._suback_cond.notify_all()
         else:
             with self._sub_lock:
                 self._subs.pop(topic_filter, None)
             raise TransportError(
                 f"the broker refused the subscription {topic_filter!r}: {refused[0]}"
             )
+
+    def wait_subscribed(self, topic_filter: str, timeout: float) -> None:
+        """Block until the broker acknowledged (SUBACK) ``topic_filter`` on the current
+        connection, whichever path sent it (:meth:`subscribe` or the subscriptions sent on
+        connect). A shared subscription receives only what is published after its SUBACK, so
+        a service waits here before it asks for messages. :class:`TransportError` when the
+        broker refused the filter, it was never subscribed, or ``timeout`` passed."""
+        with self._sub_lock:
+            if topic_filter not in self._subs:
+                raise TransportError(f"{topic_filter!r} is not subscribed")
+        deadline = time.monotonic() + timeout
+        with self._suback_cond:
+            while topic_filter not in self._acked_filters or not self.connected:
+                reason = self._refused_filters.get(topic_filter)
+                if reason is not None:
+                    raise TransportError(
+                        f"the broker refused the subscription {topic_filter!r}: {reason}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TransportError(f"no SUBACK for {topic_filter!r} within {timeout} s")
+                # Woken by every SUBACK; the short cap also notices a (re)connection.
+                self._suback_cond.wait(min(left, 0.05))
 
     def _on_subscribe(
         self,
@@ -511,8 +545,10 @@ class MqttTransport:
                     log.error(
                         "the broker refused the subscription %r: %s", topic_filter, refused[0]
                     )
+                    self._refused_filters[topic_filter] = str(refused[0])
                 else:
                     self._acked_filters.add(topic_filter)
+                self._suback_cond.notify_all()
                 return
             self._subacks[mid] = list(reason_codes)
             if len(self._subacks) > 1000:  # SUBACKs of resubscriptions nobody waits for
