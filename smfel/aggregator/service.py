@@ -2,7 +2,11 @@
 
 One worker thread owns the round state. MQTT messages (from an MQTT 5 shared subscription,
 ``$share/GROUP/PREFIX/fl/updates/+``, so several workers can split the load) are queued by the
-network thread and verified by the worker through :class:`~smfel.aggregator.pipeline.Verifier`.
+transport's dispatcher and verified by the worker through
+:class:`~smfel.aggregator.pipeline.Verifier`. The connection is the agent's own transport
+(:class:`~smfel.agent.transport.MqttTransport`: QoS 1, PUBACK awaited, reconnects with backoff).
+A shared subscription gets neither retained messages nor anything published before it exists
+(MQTT 5, section 4.8.2), so no round is announced before the broker acknowledged it (SUBACK).
 Every refusal is kept with its typed reason and written to the ledger with the round's block; an
 exception in one update is logged and recorded, never fatal. When a round closes the strategy
 aggregates, the signed global model is published retained on ``fl/global``, the ledger block is
@@ -18,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -29,8 +34,14 @@ from numpy.typing import NDArray
 from smfel.agent.bundle import load_bundle
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.protocol import GlobalModel, LedgerCheckpoint, RoundAnnouncement
-from smfel.aggregator._mqtt import MqttClient
-from smfel.aggregator.config import AggregatorConfig
+from smfel.agent.transport import (
+    MessageProperties,
+    MqttConfig,
+    MqttTransport,
+    TlsConfig,
+    TransportError,
+)
+from smfel.aggregator.config import AggregatorConfig, MqttSection
 from smfel.aggregator.ledger import Ledger
 from smfel.aggregator.pipeline import Limits, Rejected, Verifier
 from smfel.aggregator.registry import KeyEvent, Registry
@@ -40,6 +51,39 @@ from smfel.aggregator.strategies import GlobalState, Strategy, make_strategy
 __all__ = ["Aggregator", "key_event_recorder"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait for the broker's PUBACK of an announcement, model or checkpoint, and for
+#: the SUBACK of the update subscription.
+ACK_TIMEOUT = 10.0
+#: Where TLS without a ``ca_file`` finds the system's certificate authorities (Debian).
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def transport_config(m: MqttSection) -> MqttConfig:
+    """The transport settings of the ``[mqtt]`` section. A configured ``client_id`` gets a
+    persistent session, so updates published while the service restarts wait for it in the
+    broker; without one a random id with a clean session leaves nothing behind."""
+    password = Path(m.password_file).read_text().strip() if m.password_file else None
+    tls = None
+    if m.tls or m.ca_file or m.cert_file:
+        tls = TlsConfig(
+            ca=Path(m.ca_file or SYSTEM_CA),
+            cert=Path(m.cert_file) if m.cert_file else None,
+            key=Path(m.key_file) if m.key_file else None,
+        )
+    persistent = bool(m.client_id)
+    return MqttConfig(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"smfel-aggregator-{secrets.token_hex(6)}",
+        username=m.username or None,
+        password=password if m.username else None,
+        tls=tls,
+        clean_start=not persistent,
+        session_expiry=7 * 24 * 3600 if persistent else 0,
+        backoff_min=0.5,
+        backoff_max=30.0,
+    )
 
 
 def key_event_recorder(ledger: Ledger) -> Callable[[KeyEvent], None]:
@@ -96,12 +140,17 @@ class Aggregator:
         self._round: OpenRound | None = None
         self.ledger: Ledger | None = None
         self.registry: Registry | None = None
-        self.mqtt: MqttClient | None = None
+        self.mqtt: MqttTransport | None = None
         self.model_hash = ""
 
     # -- topics ------------------------------------------------------------------------------
     def topic(self, name: str) -> str:
         return f"{self.config.mqtt.topic_prefix}/{name}"
+
+    @property
+    def updates_filter(self) -> str:
+        """The shared subscription the workers of ``share_group`` split the updates over."""
+        return f"$share/{self.config.mqtt.share_group}/{self.topic('fl/updates/+')}"
 
     @property
     def current_round(self) -> int | None:
@@ -137,23 +186,15 @@ class Aggregator:
             max_age=cfg.rounds.max_age,
         )
         self.verifier = Verifier(self.registry, limits, self.strategy.kind, clock=self.clock)
-        m = cfg.mqtt
-        password = Path(m.password_file).read_text().strip() if m.password_file else ""
-        self.mqtt = MqttClient(
-            m.host,
-            m.port,
-            client_id=m.client_id,
-            username=m.username,
-            password=password,
-            tls_ca=m.ca_file,
-            tls_cert=m.cert_file,
-            tls_key=m.key_file,
-        )
-        self.mqtt.subscribe(
-            f"$share/{m.share_group}/{self.topic('fl/updates/+')}",
-            lambda topic, payload: self._queue.put((topic, payload)),
-        )
-        self.mqtt.start()
+        self.mqtt = MqttTransport(transport_config(cfg.mqtt)).start()
+        try:
+            self.mqtt.wait_connected()
+            self.mqtt.subscribe(self.updates_filter, self._on_update, timeout=ACK_TIMEOUT)
+            self.mqtt.wait_subscribed(self.updates_filter, ACK_TIMEOUT)
+        except Exception:
+            self.mqtt.stop()
+            self.mqtt = None
+            raise
         self._stop.clear()
         self._next_round = self._first_round()
         if not self.manual_rounds:
@@ -191,6 +232,10 @@ class Aggregator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _on_update(self, topic: str, payload: bytes, props: MessageProperties) -> None:
+        # The transport's dispatcher: only queue, the worker owns the round state.
+        self._queue.put((topic, payload))
 
     # -- the worker --------------------------------------------------------------------------
     def _work(self) -> None:
@@ -285,7 +330,9 @@ class Aggregator:
             )
             global_hash = env.weights_hash
             self.global_state = state
-            self.mqtt.publish(self.topic("fl/global"), env.to_bytes(), retain=True)
+            self.mqtt.publish(
+                self.topic("fl/global"), env.to_bytes(), retain=True, timeout=ACK_TIMEOUT
+            )
         weights = state.weights if state is not None else {}
         accepted = tuple(
             (u.node_id, u.update_hash, float(weights.get(u.node_id, 0.0)))
@@ -307,7 +354,9 @@ class Aggregator:
             merkle_root=_prefixed(cp.merkle_root),
             tree_size=cp.tree_size,
         )
-        self.mqtt.publish(self.topic("ledger/checkpoint"), signed.to_bytes(), retain=True)
+        self.mqtt.publish(
+            self.topic("ledger/checkpoint"), signed.to_bytes(), retain=True, timeout=ACK_TIMEOUT
+        )
         result = RoundResult(
             round=r.number,
             strategy=self.strategy.name,
@@ -333,6 +382,12 @@ class Aggregator:
 
     def _open_round(self, number: int) -> None:
         assert self.mqtt is not None
+        try:
+            # After a reconnect with a fresh session the subscription is being renewed: an
+            # update answering this announcement must find it in place.
+            self.mqtt.wait_subscribed(self.updates_filter, ACK_TIMEOUT)
+        except TransportError as err:
+            log.warning("round %d: announcing without a confirmed subscription: %s", number, err)
         now = self.clock()
         cfg = self.config
         deadline = now + cfg.rounds.duration
@@ -348,5 +403,5 @@ class Aggregator:
             class_weight=cfg.model.weights(),
             min_beats=cfg.rounds.min_beats,
         )
-        self.mqtt.publish(self.topic("fl/round"), env.to_bytes(), retain=True)
+        self.mqtt.publish(self.topic("fl/round"), env.to_bytes(), retain=True, timeout=ACK_TIMEOUT)
         log.info("round %d announced (deadline in %.1f s)", number, cfg.rounds.duration)

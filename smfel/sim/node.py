@@ -27,7 +27,7 @@ from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey
 from smfel.agent.learner import OSELM
 from smfel.agent.protocol import Rejected, parse_global, parse_round
 from smfel.agent.runtime import Runtime, open_runtime
-from smfel.aggregator._mqtt import MqttClient
+from smfel.agent.transport import MessageProperties, MqttConfig, MqttTransport
 from smfel.sensors.beats import BeatExtractor
 from smfel.sensors.sources import open_source
 
@@ -81,7 +81,7 @@ class SimNode:
     _runtime: Runtime | None = None
     _learner: OSELM | None = None
     _federation: Federation | None = None
-    _mqtt: MqttClient | None = None
+    _mqtt: MqttTransport | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _beats: Iterator[tuple[float, NDArray[np.float64], str | None]] | None = None
     _ahead: tuple[float, NDArray[np.float64], str | None] | None = None
@@ -100,10 +100,18 @@ class SimNode:
             model_hash=self.bundle.model_hash,
             min_beats=self.min_beats,
         )
-        mqtt = MqttClient(host, port, client_id=f"sim-{self.node_id}")
-        mqtt.subscribe(f"{self.topic_prefix}/fl/round", self._on_round)
-        mqtt.subscribe(f"{self.topic_prefix}/fl/global", self._on_global)
-        mqtt.start()
+        mqtt = MqttTransport(
+            MqttConfig(host, port, f"sim-{self.node_id}", clean_start=True, session_expiry=0)
+        ).start()
+        try:
+            mqtt.wait_connected()
+            for name, handler in (("fl/round", self._on_round), ("fl/global", self._on_global)):
+                topic_filter = f"{self.topic_prefix}/{name}"
+                mqtt.subscribe(topic_filter, handler)
+                mqtt.wait_subscribed(topic_filter, 10.0)
+        except Exception:
+            mqtt.stop()
+            raise
         self._mqtt = mqtt
         return self
 
@@ -185,8 +193,8 @@ class SimNode:
             n += 1
         return n
 
-    # -- messages (the MQTT thread) ----------------------------------------------------------
-    def _on_round(self, topic: str, payload: bytes) -> None:
+    # -- messages (the transport's dispatcher thread) ----------------------------------------
+    def _on_round(self, topic: str, payload: bytes, props: MessageProperties) -> None:
         assert self._federation is not None and self._mqtt is not None
         try:
             ann = parse_round(payload, public_key=self.issuer)
@@ -198,10 +206,12 @@ class SimNode:
             self._federation.announce(ann)
             update = self._federation.answer()
         if update is not None:
-            self._mqtt.publish(f"{self.topic_prefix}/fl/updates/{self.node_id}", update.to_bytes())
+            self._mqtt.publish(
+                f"{self.topic_prefix}/fl/updates/{self.node_id}", update.to_bytes(), timeout=10.0
+            )
             self.updates_sent += 1
 
-    def _on_global(self, topic: str, payload: bytes) -> None:
+    def _on_global(self, topic: str, payload: bytes, props: MessageProperties) -> None:
         assert self._federation is not None
         try:
             gm = parse_global(payload, public_key=self.issuer)

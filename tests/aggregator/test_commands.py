@@ -16,7 +16,7 @@ from smfel.agent.bundle import load_bundle
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.keystore import Enrolment
 from smfel.agent.protocol import parse_round
-from smfel.aggregator._mqtt import MqttClient
+from smfel.agent.transport import MessageProperties, MqttConfig, MqttTransport
 from smfel.aggregator.ledger import Ledger
 from smfel.aggregator.model import load_or_create_key
 from tests.support.broker import MosquittoBroker
@@ -137,13 +137,14 @@ def test_serve_announces_a_signed_round_and_stops_on_sigterm(
     got: list[bytes] = []
     seen = threading.Event()
 
-    def on_round(topic: str, payload: bytes) -> None:
+    def on_round(topic: str, payload: bytes, props: MessageProperties) -> None:
         got.append(payload)
         seen.set()
 
-    client = MqttClient(mosquitto.host, mosquitto.port, client_id="watcher")
+    client = MqttTransport(
+        MqttConfig(mosquitto.host, mosquitto.port, "watcher", clean_start=True, session_expiry=0)
+    ).start()
     client.subscribe("smfel/v1/fl/round", on_round)
-    client.start()
     try:
         assert seen.wait(60), "no round announcement"
     finally:

@@ -14,7 +14,7 @@ import pytest
 
 from smfel.agent.codec import array_from_wire, canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, key_id, verify_bytes
-from smfel.aggregator._mqtt import MqttClient
+from smfel.agent.transport import MqttConfig, MqttTransport
 from smfel.aggregator.config import (
     AggregatorConfig,
     ModelSection,
@@ -78,10 +78,16 @@ def test_crafted_bad_updates_are_rejected_recorded_and_survived(
     hidden = issued.hidden
     results: list[RoundResult] = []
     agg = Aggregator(cfg, signing_key=agg_key, on_round=results.append).start()
-    client = MqttClient(mosquitto.host, mosquitto.port, client_id="crafter")
+    client = MqttTransport(
+        MqttConfig(mosquitto.host, mosquitto.port, "crafter", clean_start=True, session_expiry=0)
+    ).start()
+    client.wait_connected()
     globals_seen: list[bytes] = []
-    client.subscribe("t/smfel/fl/global", lambda t, p: globals_seen.append(p))
-    client.start()
+    client.subscribe("t/smfel/fl/global", lambda t, p, _props: globals_seen.append(p))
+
+    def send(topic: str, payload: bytes) -> None:
+        client.publish(topic, payload, timeout=10.0)  # waits for the PUBACK
+
     try:
         assert agg.current_round == 1
         la, lb = learner(hidden, 1), learner(hidden, 2)
@@ -115,18 +121,18 @@ def test_crafted_bad_updates_are_rejected_recorded_and_survived(
             "oversize": ("a", b"{" + b" " * 100_001 + b"}"),
         }
         for node, payload in crafted.values():
-            client.publish(f"t/smfel/fl/updates/{node}", payload)
+            send(f"t/smfel/fl/updates/{node}", payload)
         # the good update, then its replay (same nonce), then the second node
-        client.publish("t/smfel/fl/updates/a", wire.encode(good_a))
+        send("t/smfel/fl/updates/a", wire.encode(good_a))
         _wait(lambda: agg._round is not None and "a" in agg._round.accepted)
-        client.publish("t/smfel/fl/updates/a", wire.encode(good_a))
+        send("t/smfel/fl/updates/a", wire.encode(good_a))
         _wait(lambda: agg._round is not None and len(agg._round.rejected) == len(crafted) + 1)
-        client.publish("t/smfel/fl/updates/b", wire.encode(stats_update(keys["b"], "b", 1, lb)))
+        send("t/smfel/fl/updates/b", wire.encode(stats_update(keys["b"], "b", 1, lb)))
         _wait(lambda: len(results) == 1)
         # alive: round 2 opens and still takes updates
         _wait(lambda: agg.current_round == 2)
         assert agg.errors == 0
-        client.publish(
+        send(
             "t/smfel/fl/updates/a", wire.encode(stats_update(keys["a"], "a", 2, learner(hidden, 7)))
         )
         _wait(lambda: agg._round is not None and "a" in agg._round.accepted)
