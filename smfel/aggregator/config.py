@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smfel._config import build_sections
 from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_CLASSES
 from smfel.aggregator.errors import AggregatorConfigError
 from smfel.aggregator.strategies import STRATEGIES
@@ -162,48 +163,9 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _coerce(tp: Any, value: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        (item, _) = typing.get_args(tp)
-        if isinstance(value, list):
-            return tuple(_coerce(item, v) for v in value)
-        raise TypeError(f"expected a list, got {value!r}")
-    if tp is bool and isinstance(value, bool):
-        return value
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp is str and isinstance(value, str):
-        return value
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    raise TypeError(f"expected {names.get(tp, str(tp))}, got {value!r}")
-
-
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "<config>") -> AggregatorConfig:
     """Build and validate a config from TOML-shaped data; all problems raised together."""
-    problems: list[str] = []
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        section = _SECTIONS.get(key)
-        if section is None:
-            problems.append(f"{key}: unknown section; expected one of {sorted(_SECTIONS)}")
-            continue
-        if not isinstance(value, Mapping):
-            problems.append(f"{key}: expected a table [{key}]")
-            continue
-        hints = typing.get_type_hints(section)
-        args: dict[str, Any] = {}
-        for name, raw in value.items():
-            if name not in hints:
-                problems.append(f"{key}.{name}: unknown key; expected one of {sorted(hints)}")
-                continue
-            try:
-                args[name] = _coerce(hints[name], raw)
-            except TypeError as err:
-                problems.append(f"{key}.{name}: {err}")
-        kwargs[key] = section(**args)
+    kwargs, problems = build_sections(data, _SECTIONS)
     config = AggregatorConfig(**kwargs)
     try:
         config.validate()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from smfel._config import build_sections
 from smfel.agent.daemon.boards import BoardNotFound, read_board
 from smfel.agent.errors import SmfelError
 
@@ -267,54 +268,6 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        item = typing.get_args(tp)[0]
-        return "a list of strings" if item is str else "a list of numbers"
-    if origin in (Mapping, dict) or tp is Mapping:
-        return "a table of strings, numbers or booleans"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return names.get(tp, str(tp))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_SCALARS: dict[Any, Any] = {
-    bool: lambda v: isinstance(v, bool),
-    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-    float: _is_number,
-    str: lambda v: isinstance(v, str),
-}
-
-
-def _coerce(tp: Any, value: Any) -> Any:
-    """``value`` as type ``tp``, or ``TypeError`` with what was expected."""
-    origin = typing.get_origin(tp)
-    ok = False
-    if origin is Literal:
-        ok = value in typing.get_args(tp)
-    elif origin is tuple:
-        item = typing.get_args(tp)[0]
-        ok = isinstance(value, list) and all(_SCALARS[item](v) for v in value)
-        value = tuple(item(v) for v in value) if ok else value
-    elif origin is Mapping:
-        ok = isinstance(value, dict) and all(
-            isinstance(v, str | int | float | bool) for v in value.values()
-        )
-        value = {str(k): v for k, v in value.items()} if ok else value
-    elif tp in _SCALARS:
-        ok = _SCALARS[tp](value)
-        value = float(value) if ok and tp is float else value
-    if not ok:
-        raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -349,28 +302,9 @@ def config_from_mapping(
         else:
             layers = _merge(layers, {k: v for k, v in profile.items() if k != "description"})
     layers = _merge(layers, data)
-    kwargs: dict[str, Any] = {"board": board if isinstance(board, str) else DEFAULT_BOARD}
-    for key, value in layers.items():
-        if key == "board":
-            continue
-        section_type = _SECTIONS.get(key)
-        if section_type is None:
-            problems.append(f"{key}: unknown section; expected one of {sorted(_SECTIONS)} or board")
-            continue
-        if not isinstance(value, Mapping):
-            problems.append(f"{key}: expected a table [{key}]")
-            continue
-        hints = typing.get_type_hints(section_type)
-        args: dict[str, Any] = {}
-        for name, raw in value.items():
-            if name not in hints:
-                problems.append(f"{key}.{name}: unknown key; expected one of {sorted(hints)}")
-                continue
-            try:
-                args[name] = _coerce(hints[name], raw)
-            except TypeError as err:
-                problems.append(f"{key}.{name}: {err}")
-        kwargs[key] = section_type(**args)
+    kwargs, section_problems = build_sections(layers, _SECTIONS, skip=("board",))
+    problems += section_problems
+    kwargs["board"] = board if isinstance(board, str) else DEFAULT_BOARD
     config = AgentConfig(**kwargs)
     try:
         config.validate()
