@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import math
 import re
 import secrets
@@ -48,8 +49,12 @@ def format_time(t: dt.datetime) -> str:
     return f"{u:%Y-%m-%dT%H:%M:%S}.{u.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=256)
 def parse_time(text: str) -> dt.datetime:
-    """The instant of an RFC 3339 UTC timestamp (``...Z``); ``ValueError`` otherwise."""
+    """The instant of an RFC 3339 UTC timestamp (``...Z``); ``ValueError`` otherwise.
+
+    Cached: one envelope's timestamp is read by the reader, the constructor and the window
+    check, and a datetime is immutable."""
     m = TIMESTAMP.fullmatch(text)
     if m is None:
         raise ValueError(f"{text!r} is not an RFC 3339 UTC timestamp like 2026-01-31T12:00:00Z")
@@ -178,7 +183,7 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
     if len(v) > limits.max_arrays:
         raise Rejected(Reason.OVERSIZE, f"{len(v)} arrays, the limit is {limits.max_arrays}")
     total = 0
-    specs: list[tuple[str, np.dtype[Any], tuple[int, ...], str]] = []
+    specs: list[tuple[str, np.dtype[Any], tuple[int, ...], int, str]] = []
     for name, spec in v.items():
         if not ARRAY_NAME.fullmatch(name):
             raise fail(f"array name {name[:40]!r} must match {ARRAY_NAME.pattern}")
@@ -209,10 +214,9 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
             )
         if not isinstance(data, str):
             raise fail(f"arrays.{name}.data must be a base64 string")
-        specs.append((name, np.dtype(dtype), tuple(shape), data))
+        specs.append((name, np.dtype(dtype), tuple(shape), count, data))
     out: dict[str, NDArray[Any]] = {}
-    for name, dtype, shape, data in specs:
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    for name, dtype, shape, count, data in specs:
         nbytes = count * dtype.itemsize
         if len(data) != 4 * ((nbytes + 2) // 3):
             raise Rejected(
@@ -227,11 +231,25 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
         if len(raw) != nbytes:
             raise Rejected(Reason.BAD_SHAPE, f"arrays.{name}: {len(raw)} bytes, needs {nbytes}")
         # Canonical base64 only (unused trailing bits zero), so one array has one spelling.
-        if base64.b64encode(raw).decode("ascii") != data:
+        if not canonical_base64_tail(raw, data):
             raise fail(f"arrays.{name}.data is not canonical base64")
         a = np.frombuffer(raw, dtype=dtype).reshape(shape)
-        out[name] = freeze(a)
+        # An array over the immutable ``raw`` is already read-only and C-contiguous; only a
+        # foreign byte order needs the native copy.
+        out[name] = a if dtype.isnative else freeze(a)
     return out
+
+
+def canonical_base64_tail(raw: bytes, text: str) -> bool:
+    """Whether ``text``, which strict base64 decoding (``validate=True``) turned into ``raw``
+    with ``len(text) == 4 * ceil(len(raw) / 3)``, is ``b64encode(raw)``.
+
+    Every full 4-character group maps to its 3 bytes one to one, so only the last group, whose
+    unused low bits a sender could set, can differ; re-encoding it alone saves encoding the
+    whole array again.
+    """
+    tail = len(raw) % 3 or 3
+    return not raw or base64.b64encode(raw[-tail:]).decode("ascii") == text[-4:]
 
 
 def check_finite(arrays: Mapping[str, NDArray[Any]]) -> None:

@@ -27,10 +27,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from smfel.agent.codec import canonical_json
 from smfel.agent.keys import Ed25519PublicKey, key_id, verify_bytes
 from smfel.agent.protocol import _fields as f
 from smfel.agent.protocol._base import SignedEnvelope, check_hash
+from smfel.agent.protocol._canonical import envelope_bytes
 from smfel.agent.protocol.control import GlobalModel, LedgerCheckpoint, RoundAnnouncement
 from smfel.agent.protocol.limits import DEFAULT_LIMITS, RETAINED_LIMITS, Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
@@ -125,17 +125,6 @@ def verify_signature(envelope: SignedEnvelope, public_key: Ed25519PublicKey) -> 
         raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
 
 
-def _signed_bytes(obj: Mapping[str, Any], data: bytes, limits: Limits) -> bytes:
-    """``canonical_json`` of the envelope without its signature. When the wire bytes are known
-    to be canonical this is those bytes with the one ``"signature"`` member cut out (sorted keys
-    put it neither first nor last), which saves re-encoding a large envelope."""
-    member = b',"signature":"' + obj["signature"].encode("ascii") + b'"'
-    raw = bytes(data)
-    if limits.require_canonical and raw.count(member) == 1:
-        return raw.replace(member, b"", 1)
-    return canonical_json({k: v for k, v in obj.items() if k != "signature"})
-
-
 def _parse(
     cls: type[E],
     data: bytes,
@@ -151,7 +140,11 @@ def _parse(
     assert isinstance(env, cls)
     node_id, rnd = getattr(env, "node_id", None), getattr(env, "round", None)
     try:
-        if limits.require_canonical and canonical_json(obj) != bytes(data):
+        # One encoding gives both the canonical bytes and the signed bytes. Every envelope
+        # with an ``arrays`` member reads it with ``_fields.get_arrays`` in ``from_obj``, which
+        # has just succeeded, so the arrays may be written without the escape scan.
+        canonical, signed = envelope_bytes(obj, arrays_checked="arrays" in cls.FIELDS)
+        if limits.require_canonical and canonical != bytes(data):
             raise Rejected(
                 Reason.MALFORMED,
                 "not the canonical encoding (sorted keys, no spaces, UTF-8, shortest numbers)",
@@ -162,7 +155,7 @@ def _parse(
         if public_key is not None:
             if key_id(public_key) != env.key_id:
                 raise Rejected(Reason.UNKNOWN_KEY, f"signed by {env.key_id}, not the given key")
-            if not verify_bytes(public_key, _signed_bytes(obj, data, limits), env.signature):
+            if not verify_bytes(public_key, signed, env.signature):
                 raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
         check_timestamp(env, limits, now)
         if payload is not None:

@@ -1,0 +1,196 @@
+"""The parser's fast path gives exactly the bytes and digests of the reference encoders.
+
+The parser builds the canonical and the signed bytes from the parsed object without re-encoding
+the arrays, hashes the decoded buffers in place and checks canonical base64 on the last group
+only; each shortcut is compared here with ``canonical_json``/``arrays_digest``/``b64encode``,
+and every spelling the shortcuts must not let through is sent and refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from smfel.agent.codec import arrays_digest, canonical_json
+from smfel.agent.protocol import (
+    ENVELOPE_TYPES,
+    Limits,
+    Reason,
+    Rejected,
+    parse_envelope,
+    parse_update,
+)
+from smfel.agent.protocol._base import digest
+from smfel.agent.protocol._canonical import envelope_bytes
+from smfel.agent.protocol._fields import canonical_base64_tail
+from tests.protocol.test_envelopes import GOLDEN_UPDATE
+from tests.protocol.test_properties import updates
+from tests.protocol.vectors import (
+    KEY,
+    NOW,
+    golden_checkpoint,
+    golden_global,
+    golden_rotation,
+    golden_round,
+    golden_update,
+    stats_update,
+)
+
+pytestmark = pytest.mark.device
+PUB = KEY.public_key()
+WIRE_DTYPES = ["<f8", "<f4", "<i8", "<i4", "|i1", "|u1", ">f8", ">i4", "=f4"]
+
+
+def _both(obj: dict[str, Any]) -> tuple[bytes, bytes]:
+    body = {k: v for k, v in obj.items() if k != "signature"}
+    return canonical_json(obj), canonical_json(body)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [golden_update, golden_round, golden_global, golden_checkpoint, golden_rotation, stats_update],
+)
+def test_envelope_bytes_equal_canonical_json_for_every_type(make: Any) -> None:
+    env = make()
+    wire = env.to_bytes()
+    obj = json.loads(wire)
+    got = envelope_bytes(obj, arrays_checked="arrays" in type(env).FIELDS)
+    assert got == _both(obj) == (wire, env.signed_bytes())
+    # Without the shortcut for arrays the result is the same.
+    assert envelope_bytes(obj, arrays_checked=False) == got
+
+
+def test_envelope_bytes_place_signature_among_any_members() -> None:
+    # Members sorting before "arrays", between it and "signature", after it, and non-ASCII.
+    arrays = json.loads(golden_update().to_bytes())["arrays"]
+    obj = {
+        "A": [1, 2.5, None, True],
+        "arrays": arrays,
+        "b": {"z": '\u00e9\n"x\\', "a": []},
+        "signature": "s" * 88,
+        "t": -0.0,
+        "z\u00ff": {},
+    }
+    assert envelope_bytes(obj, arrays_checked=True) == _both(obj)
+    only = {"signature": "x"}
+    assert envelope_bytes(only, arrays_checked=False) == _both(only)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(updates())
+def test_generated_updates_parse_with_the_reference_bytes(u: Any) -> None:
+    wire = u.to_bytes()
+    obj = json.loads(wire)
+    assert envelope_bytes(obj, arrays_checked=True) == (wire, u.signed_bytes())
+    p = parse_update(wire, public_key=PUB, now=NOW, limits=Limits(min_beats=0))
+    assert p == u and p.weights_hash == arrays_digest(p.arrays)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True),
+        st.sampled_from(WIRE_DTYPES).flatmap(
+            lambda dt: hnp.arrays(
+                np.dtype(dt), hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5)
+            )
+        ),
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_digest_equals_arrays_digest(arrays: dict[str, Any], transpose: bool) -> None:
+    if transpose:  # non-contiguous views take the copying path
+        arrays = {n: a.T for n, a in arrays.items()}
+    assert digest(arrays) == arrays_digest(arrays)
+
+
+@given(st.binary(min_size=0, max_size=40), st.data())
+def test_last_group_check_is_the_full_reencoding(raw: bytes, data: st.DataObject) -> None:
+    text = base64.b64encode(raw).decode()
+    assert canonical_base64_tail(raw, text)
+    if not raw:
+        return
+    # Every other spelling of the last group that decodes strictly to the same bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+    last = data.draw(st.text(alphabet, min_size=4, max_size=4))
+    other = text[:-4] + last
+    try:
+        decoded = base64.b64decode(other, validate=True)
+    except binascii.Error:
+        return
+    if decoded == raw:
+        assert canonical_base64_tail(raw, other) == (other == text)
+
+
+def _with_data(wire: bytes, name: str, data: str) -> bytes:
+    obj = json.loads(wire)
+    obj["arrays"][name]["data"] = data
+    return canonical_json(obj)
+
+
+@pytest.mark.parametrize("tail", ["==", "="])
+def test_slack_bits_in_the_last_group_are_refused(tail: str) -> None:
+    raw = bytes(range(7)) if tail == "==" else bytes(range(8))
+    good = base64.b64encode(raw).decode()
+    i = len(good) - len(tail) - 1
+    bad = good[:i] + chr(ord(good[i]) + 1) + good[i + 1 :]  # sets an unused low bit
+    assert base64.b64decode(bad, validate=True) == raw
+    wire = golden_update().to_bytes()
+    obj = json.loads(wire)
+    obj["arrays"]["class_counts"] = {"data": bad, "dtype": "|u1", "shape": [len(raw)]}
+    with pytest.raises(Rejected) as info:
+        parse_update(canonical_json(obj), now=NOW)
+    assert info.value.reason is Reason.MALFORMED
+    assert "canonical base64" in info.value.detail
+
+
+@pytest.mark.parametrize("schema", [s for s, c in ENVELOPE_TYPES.items() if "arrays" in c.FIELDS])
+@pytest.mark.parametrize("junk", ['"', "\\", "\u00e9", "\n", " "])
+def test_arrays_data_needing_json_escapes_never_reaches_the_encoder(schema: str, junk: str) -> None:
+    # The arrays member is written without escaping, which is only right because the readers
+    # of every envelope with arrays refuse a data string outside the base64 alphabet.
+    env = golden_update() if schema == "smfel.update/1" else golden_global()
+    assert schema == env.SCHEMA
+    obj = json.loads(env.to_bytes())
+    data = obj["arrays"]["beta"]["data"]
+    obj["arrays"]["beta"]["data"] = junk + data[len(junk) :]
+    with pytest.raises(Rejected) as info:
+        parse_envelope(canonical_json(obj), now=NOW, limits=Limits(require_canonical=False))
+    assert info.value.reason is Reason.MALFORMED
+
+
+def test_escaped_spellings_of_the_same_data_are_not_canonical() -> None:
+    obj = json.loads(GOLDEN_UPDATE)
+    data = obj["arrays"]["class_counts"]["data"]
+    assert data.startswith("K")
+    for spelling in ("\\u004b" + data[1:], data.replace("A", "\\u0041", 1)):
+        wire = GOLDEN_UPDATE.replace(data.encode(), spelling.encode())
+        assert json.loads(wire) == obj  # the same object, another spelling
+        with pytest.raises(Rejected) as info:
+            parse_update(wire, now=NOW, public_key=PUB)
+        assert info.value.reason is Reason.MALFORMED
+        assert "canonical" in info.value.detail
+        # With the canonical form not required, the signature still holds.
+        p = parse_update(wire, now=NOW, public_key=PUB, limits=Limits(require_canonical=False))
+        assert p == golden_update()
+
+
+def test_parsed_arrays_are_read_only_and_independent_of_the_payload() -> None:
+    wire = bytearray(stats_update().to_bytes())
+    p = parse_update(bytes(wire), now=NOW, public_key=PUB)
+    before = {n: a.copy() for n, a in p.arrays.items()}
+    wire[:] = b"\0" * len(wire)
+    for name, a in p.arrays.items():
+        assert not a.flags.writeable and a.flags.c_contiguous and a.dtype.isnative
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.setflags(write=True)
+        np.testing.assert_array_equal(a, before[name])
