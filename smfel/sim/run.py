@@ -246,9 +246,15 @@ def run_fleet(
                     ):
                         raise TimeoutError(f"round {r + 1} did not close")
                 res = results[r + 1]
+                heard = {a[0] for a in res.accepted} | {j[0] for j in res.rejected}
+                if missing := sorted(set(expect) - heard):
+                    log.warning("round %d closed without an update from %s", r + 1, missing)
                 if res.state is not None:
                     for node in nodes:
-                        node.wait_adopted(r + 1)
+                        if not node.wait_adopted(r + 1):
+                            log.warning(
+                                "%s did not adopt the global model of round %d", node.node_id, r + 1
+                            )
                 beta = agg.global_state.beta if agg.global_state is not None else None
                 row: dict[str, Any] = {"round": r + 1}
                 if beta is not None:
