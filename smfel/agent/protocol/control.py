@@ -23,14 +23,13 @@ from smfel.agent.codec import arrays_digest
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.learner import SufficientStatistics
 from smfel.agent.protocol import _fields as f
-from smfel.agent.protocol._base import SignedEnvelope, sign_body, stamp
+from smfel.agent.protocol._base import SignedEnvelope, signed, stamp
 from smfel.agent.protocol.limits import Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
 from smfel.agent.protocol.update import KINDS, UpdateKind, freeze_arrays
 
 __all__ = ["GlobalModel", "LedgerCheckpoint", "RoundAnnouncement"]
 
-_PLACEHOLDER_SIGNATURE = "A" * 86 + "=="
 _HASH_WHAT = "sha256:<64 hex>"
 
 
@@ -106,8 +105,7 @@ class RoundAnnouncement(SignedEnvelope):
             nonce=nonce,
             key_id=key_id(key),
         )
-        unsigned = cls(**fields, signature=_PLACEHOLDER_SIGNATURE)
-        return cls(**fields, signature=sign_body(key, unsigned.body()))
+        return signed(cls, key, fields)
 
     @property
     def deadline_time(self) -> dt.datetime:
@@ -235,8 +233,7 @@ class GlobalModel(SignedEnvelope):
             nonce=nonce,
             key_id=key_id(key),
         )
-        unsigned = cls(**fields, signature=_PLACEHOLDER_SIGNATURE)
-        return cls(**fields, signature=sign_body(key, unsigned.body()))
+        return signed(cls, key, fields)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -338,8 +335,7 @@ class LedgerCheckpoint(SignedEnvelope):
             nonce=nonce,
             key_id=key_id(key),
         )
-        unsigned = cls(**fields, signature=_PLACEHOLDER_SIGNATURE)
-        return cls(**fields, signature=sign_body(key, unsigned.body()))
+        return signed(cls, key, fields)
 
     def body(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from smfel.agent.keys import (
     public_key_raw,
 )
 from smfel.agent.protocol import _fields as f
-from smfel.agent.protocol._base import SignedEnvelope, sign_body, stamp
+from smfel.agent.protocol._base import SignedEnvelope, signed, stamp
 from smfel.agent.protocol.limits import Limits
 
 __all__ = ["KeyRotation"]
@@ -86,8 +86,7 @@ class KeyRotation(SignedEnvelope):
             nonce=nonce,
             key_id=key_id(old_key),
         )
-        unsigned = cls(**fields, signature="A" * 86 + "==")
-        return cls(**fields, signature=sign_body(old_key, unsigned.body()))
+        return signed(cls, old_key, fields)
 
     @property
     def new_key(self) -> Ed25519PublicKey:

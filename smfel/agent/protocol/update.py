@@ -21,7 +21,7 @@ from smfel.agent.codec import arrays_digest
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.agent.learner import SufficientStatistics
 from smfel.agent.protocol import _fields as f
-from smfel.agent.protocol._base import SignedEnvelope, sign_body, stamp
+from smfel.agent.protocol._base import SignedEnvelope, signed, stamp
 from smfel.agent.protocol.limits import Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
 
@@ -161,8 +161,7 @@ class Update(SignedEnvelope):
             "nonce": nonce,
             "key_id": key_id(key),
         }
-        unsigned = cls(**fields, signature="A" * 86 + "==")
-        return cls(**fields, signature=sign_body(key, unsigned.body()))
+        return signed(cls, key, fields)
 
     @classmethod
     def from_statistics(
