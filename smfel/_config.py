@@ -8,11 +8,12 @@ line naming ``section.key`` and what was expected, all of them together.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-__all__ = ["build_sections", "coerce"]
+__all__ = ["build_sections", "coerce", "section_problems"]
 
 
 def _type_name(tp: Any) -> str:
@@ -88,3 +89,16 @@ def build_sections(
                 problems.append(f"{key}.{name}: {err}")
         kwargs[key] = section(**args)
     return kwargs, problems
+
+
+def section_problems(config: Any) -> list[str]:
+    """Range problems of every section of a config dataclass, as ``section.key: ...`` lines.
+
+    A section reports its own problems from a ``_check()`` method returning ``key: ...`` lines.
+    """
+    problems: list[str] = []
+    for f in dataclasses.fields(config):
+        check = getattr(getattr(config, f.name), "_check", None)
+        if check is not None:
+            problems += [f"{f.name}.{p}" for p in check()]
+    return problems

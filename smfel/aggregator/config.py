@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smfel._config import build_sections
+from smfel._config import build_sections, section_problems
 from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_CLASSES
 from smfel.aggregator.errors import AggregatorConfigError
 from smfel.aggregator.strategies import STRATEGIES
@@ -149,9 +149,7 @@ class AggregatorConfig:
     mqtt: MqttSection = field(default_factory=MqttSection)
 
     def validate(self) -> AggregatorConfig:
-        problems = []
-        for f in dataclasses.fields(self):
-            problems += [f"{f.name}.{p}" for p in getattr(self, f.name)._check()]
+        problems = section_problems(self)
         if problems:
             raise AggregatorConfigError(problems)
         return self

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from smfel._config import build_sections
+from smfel._config import build_sections, section_problems
 from smfel.agent.daemon.boards import BoardNotFound, read_board
 from smfel.agent.errors import SmfelError
 
@@ -244,12 +244,7 @@ class AgentConfig:
 
     def validate(self) -> AgentConfig:
         """Raise :class:`ConfigError` listing every out-of-range value; return ``self``."""
-        problems = []
-        for f in dataclasses.fields(self):
-            section = getattr(self, f.name)
-            check = getattr(section, "_check", None)
-            if check is not None:
-                problems += [f"{f.name}.{p}" for p in check()]
+        problems = section_problems(self)
         if problems:
             raise ConfigError(problems)
         return self
