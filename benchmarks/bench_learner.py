@@ -3,6 +3,11 @@
 Baselines in the same run: a plain numpy RLS update (``np.outer`` temporaries, full matrices)
 for the per-beat entry, and the exact batch re-solve (Cholesky of ``U + I/C``) for the block.
 Every figure includes the update of the sufficient statistics ``U`` and ``V``.
+
+``rls_update_block_blas_floor`` times, alone, the three BLAS-3 calls that any Woodbury block
+update with statistics must make (``G = P H^T``, ``P -= A A^T``, ``U += H^T W H``: ``4 L^2 m``
+flops for a block of ``m``), so the block figure can be read against what the core can do at all;
+its ``extra`` gives the core's dgemm rate on large matrices.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks._core import Result, benchmark, peak_memory, time_per_call
-from smfel.agent import OSELM, HiddenLayer
+from smfel.agent import OSELM, HiddenLayer, _lapack
 
 SIZES = (128, 256, 512)
 D = 32
@@ -46,6 +51,13 @@ class _NumpyRLS:
         self.P -= G @ Sinv @ G.T
         self.U += H.T @ H
         self.V += H.T @ T
+
+
+def _dgemm_gflops() -> float:
+    """This core's double-precision matrix-multiply rate on 1024 x 1024 matrices."""
+    A = np.asfortranarray(np.ones((1024, 1024)))
+    med, _, _ = time_per_call(lambda: _lapack.dgemm(1.0, A, A), number=3, repeat=5)
+    return round(2 * 1024**3 / med / 1e9, 1)
 
 
 def _learner(L: int) -> tuple[OSELM, np.ndarray, np.ndarray]:
@@ -114,6 +126,32 @@ def bench_learner() -> list[Result]:
                 hi * 1e6,
                 "us/beat",
                 baseline="resolve",
+            )
+        )
+
+        P = np.asfortranarray(np.eye(L))
+        U = np.zeros((L, L), order="F")
+        Hb = np.ascontiguousarray(H[:BLOCK])
+
+        def floor() -> None:
+            G = _lapack.dgemm(1.0, P, Hb.T)
+            _lapack.dsyrk(-1e-12, G, beta=1.0, c=P, overwrite_c=1)
+            _lapack.dsyrk(1.0, Hb.T, beta=1.0, c=U, overwrite_c=1)
+
+        med, lo, hi = time_per_call(floor, number=max(10, 4000 // L), repeat=7, per=BLOCK)
+        out.append(
+            Result(
+                "rls_update_block_blas_floor",
+                bparams,
+                med * 1e6,
+                lo * 1e6,
+                hi * 1e6,
+                "us/beat",
+                extra={
+                    "flops_per_beat": 4 * L * L,
+                    "dgemm_gflops": _dgemm_gflops(),
+                    "note": "the three BLAS-3 calls of a block update alone",
+                },
             )
         )
 

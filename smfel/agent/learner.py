@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import blas, cho_factor, cho_solve, lapack
 
+from smfel.agent import _lapack
 from smfel.agent.errors import LearnerError
 from smfel.agent.hidden import HiddenLayer
 
@@ -41,21 +41,42 @@ __all__ = ["OSELM", "SufficientStatistics", "balanced_class_weights", "symmetric
 
 F64 = NDArray[np.float64]
 
-_dsymv = blas.dsymv
-_dsyr = blas.dsyr
-_dger = blas.dger
-_dgemv = blas.dgemv
-_dsyrk = blas.dsyrk
-_dsymm = blas.dsymm
-_dgemm = blas.dgemm
-_dtrsm = blas.dtrsm
-_dpotrf = lapack.dpotrf
-_dpotrs = lapack.dpotrs
+_dsymv = _lapack.dsymv
+_dger = _lapack.dger
+_dgemv = _lapack.dgemv
+_dsyrk = _lapack.dsyrk
+_dsymm = _lapack.dsymm
+_dgemm = _lapack.dgemm
+_dtrsm = _lapack.dtrsm
+_dpotrf = _lapack.dpotrf
+_dpotri = _lapack.dpotri
+_dpotrs = _lapack.dpotrs
 
 #: Beats whose rank-one corrections of P and U are held back and applied as one BLAS-3 update.
 _LAZY = 32
 #: Largest block handled in one Woodbury step; larger ones are split (memory stays bounded).
 _MAX_BLOCK = 256
+
+
+def _ridge_factor(U: F64, C: float) -> F64:
+    """The upper Cholesky factor ``R`` of ``U + I/C`` (``R^T R``); only ``U``'s upper triangle is read."""
+    A = np.array(U, dtype=np.float64, order="F")
+    A[np.diag_indices(A.shape[0])] += 1.0 / C
+    R, info = _dpotrf(A, lower=0, clean=1, overwrite_a=1)
+    if info != 0:
+        raise LearnerError(
+            "U + I/C is not positive definite: the statistics are not sums of w h h^T"
+            if info > 0
+            else f"invalid argument {-info} to the Cholesky factorisation"
+        )
+    return np.asarray(R, dtype=np.float64)
+
+
+def _ridge_solve(R: F64, V: F64) -> F64:
+    X, info = _dpotrs(R, V, lower=0)
+    if info != 0:
+        raise LearnerError(f"invalid argument {-info} to the Cholesky solve")
+    return np.asarray(X, dtype=np.float64)
 
 
 def symmetric_from_upper(A: F64) -> F64:
@@ -116,8 +137,7 @@ class SufficientStatistics:
 
     def solve(self, C: float) -> F64:
         """The ridge solution ``(U + I/C)^-1 V``."""
-        A = self.U + np.eye(self.U.shape[0]) / C
-        return np.asarray(cho_solve(cho_factor(A), self.V), dtype=np.float64)
+        return _ridge_solve(_ridge_factor(self.U, C), np.asarray(self.V, dtype=np.float64))
 
 
 class OSELM:
@@ -403,12 +423,12 @@ class OSELM:
     def resolve(self) -> OSELM:
         """Recompute ``beta`` and ``P`` exactly from ``U`` and ``V`` (removes RLS round-off)."""
         self._ensure()
-        L = self.n_hidden
-        A = symmetric_from_upper(self.U_)
-        A[np.diag_indices(L)] += 1.0 / self.C
-        cf = cho_factor(A)
-        self.beta_[...] = cho_solve(cf, self.V_)
-        self._P[...] = cho_solve(cf, np.eye(L))
+        R = _ridge_factor(self.U_, self.C)
+        self.beta_[...] = _ridge_solve(R, self.V_)
+        Pinv, info = _dpotri(R, lower=0, overwrite_c=1)  # upper triangle of (R^T R)^-1
+        if info != 0:
+            raise LearnerError("U + I/C is singular")
+        self._P[...] = Pinv
         self.since_resolve_ = 0
         return self
 
