@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import firwin
 
 from smfel.sensors.chunk import Chunk
+from smfel.sensors.design import kaiser_lowpass
 
 __all__ = ["Resampler"]
 
@@ -31,7 +31,7 @@ class Resampler:
         self.up, self.down = ratio.numerator, ratio.denominator
         n_phase_taps = 2 * half_taps
         numtaps = n_phase_taps * self.up
-        h = firwin(numtaps, 1.0 / max(self.up, self.down), window=("kaiser", 6.0)) * self.up
+        h = kaiser_lowpass(numtaps, 1.0 / max(self.up, self.down), 6.0) * self.up
         # poly[p, t] = h[p + t * up]: the taps that multiply input sample q - t for phase p.
         self._poly: NDArray[np.float64] = np.ascontiguousarray(h.reshape(n_phase_taps, self.up).T)
         self._k = n_phase_taps
