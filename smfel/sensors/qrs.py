@@ -7,10 +7,10 @@ integrated signal are classified against adaptive signal and noise levels (thres
 quarter of the way from noise to signal), with a 200 ms refractory period, T-wave rejection by
 slope inside 360 ms, and search-back at half the threshold after 1.66 mean RR intervals.
 
-Chunk invariance: the band-pass runs with carried ``sosfilt`` state (exact); the derivative is
-written out element-wise; the moving sum is taken over the squared derivative quantised to
-integers (int64 cumulative sums are exact), so the integrated signal does not depend on where
-the stream was cut. Candidate peaks are local maxima that dominate +-``R`` samples, decided
+Chunk invariance: the band-pass runs with carried filter state (bit-identical for any chunking,
+see :mod:`smfel.sensors.filters`); the derivative is written out element-wise; the moving sum
+is taken over the squared derivative quantised to integers (int64 cumulative sums are exact),
+so the integrated signal does not depend on where the stream was cut. Candidate peaks are local maxima that dominate +-``R`` samples, decided
 only once ``R`` samples of look-ahead exist, and the rules run peak by peak (a few per
 second), so the beats found are identical for any chunking.
 
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import maximum_filter1d
 
 from smfel.sensors.chunk import MODEL_FS
 from smfel.sensors.filters import SOSStream, cleaning_sos, qrs_band_sos
@@ -36,6 +35,35 @@ F64 = NDArray[np.float64]
 
 _SCALE = 2.0**24  # fixed-point scale of the squared derivative (mV^2)
 _CAP = 2**40  # clip of one quantised sample, so sums of hours stay far below 2^63
+
+
+def _running_max(a: F64, radius: int) -> F64:
+    """``out[i] = max(a[i - radius : i + radius + 1])``, the window clipped to the array (the
+    edge samples repeated, as a running maximum in "nearest" mode would).
+
+    van Herk (1992) / Gil and Werman (1993): cut the padded signal into blocks of the window's
+    width; a window then spans the tail of one block and the head of the next, so it is the
+    larger of a suffix maximum and a prefix maximum (two accumulations, O(n) for any radius).
+    """
+    n, w = len(a), 2 * radius + 1
+    if n == 0:
+        return a.copy()
+    blocks = -(-(n + 2 * radius) // w)
+    e = np.concatenate([np.full(radius, a[0]), a, np.full(blocks * w - n - radius, a[-1])])
+    e = e.reshape(blocks, w)
+    head = np.maximum.accumulate(e, axis=1).ravel()
+    tail = np.maximum.accumulate(e[:, ::-1], axis=1)[:, ::-1].ravel()
+    return np.maximum(tail[:n], head[w - 1 : w - 1 + n])
+
+
+def _row_medians(a: F64) -> F64:
+    """``np.median(a, axis=1, keepdims=True)`` without its generic machinery (the same
+    partition and the same mean of the two middle values for an even width)."""
+    h = a.shape[1] // 2
+    if a.shape[1] % 2:
+        return np.partition(a, h, axis=1)[:, h : h + 1]
+    part = np.partition(a, (h - 1, h), axis=1)
+    return (part[:, h - 1 : h] + part[:, h : h + 1]) / 2.0
 
 
 @dataclass(slots=True)
@@ -129,8 +157,8 @@ class QRSDetector:
         seg = m[lo - 1 : hi + 1]
         peak = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + lo
         if len(peak):
-            mx = maximum_filter1d(m, size=2 * R + 1, mode="nearest")
-            peak = peak[m[peak] >= mx[peak]]
+            a, b = max(lo - R, 0), min(hi + R, len(m))  # every window of a peak in [lo, hi)
+            peak = peak[m[peak] >= _running_max(m[a:b], R)[peak - a]]
         self._scan = hi + base
         out = []
         if len(peak):
@@ -139,7 +167,7 @@ class QRSDetector:
             # first candidates; later ones always have their history in the buffer).
             idx = np.maximum(peak[:, None] + np.arange(-self.loc_back, 1)[None, :], 0)
             cw = self._c[idx]
-            dev = np.abs(cw - np.median(cw, axis=1, keepdims=True))
+            dev = np.abs(cw - _row_medians(cw))
             r = idx[np.arange(len(peak)), np.argmax(dev, axis=1)]
             didx = np.maximum(peak[:, None] + np.arange(-self.win, 1)[None, :], 0)
             slope = self._d[didx].max(axis=1)
