@@ -20,7 +20,7 @@ from scipy.ndimage import maximum_filter1d
 
 from smfel.sensors import Chunk, Resampler, read_record
 from smfel.sensors.design import butterworth_sos, kaiser_lowpass, notch_sos
-from smfel.sensors.filters import SOSStream, cleaning_sos, qrs_band_sos
+from smfel.sensors.filters import BLOCK, SOSStream, cleaning_sos, qrs_band_sos
 from smfel.sensors.qrs import _row_medians, _running_max
 
 pytestmark = pytest.mark.device
@@ -149,12 +149,12 @@ def test_stream_agrees_with_sosfilt_on_a_whole_record(mitdb: Path) -> None:
 _X = _noise(3000, seed=1)
 _X[700:760] = 0.0  # exact zeros (a flat line) then negative samples, inside one block
 _X[760:800] = -1.0
-_WHOLE = {b: SOSStream(cleaning_sos(360.0), block=b)(_X) for b in (1, 64, 100)}
+_WHOLE = {b: SOSStream(cleaning_sos(360.0), block=b)(_X) for b in (1, 100, BLOCK)}
 
 
 @given(
     st.lists(st.integers(1, len(_X) - 1), max_size=60),
-    st.sampled_from([1, 64, 100]),
+    st.sampled_from([1, 100, BLOCK]),
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_chunking_gives_the_same_bits(cuts: list[int], block: int) -> None:
