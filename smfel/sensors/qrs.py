@@ -103,6 +103,7 @@ class QRSDetector:
         self._npk = 0.0
         self._last: _Cand | None = None
         self._rr: list[float] = []
+        self._gap = 1.66 * fs  # search-back gap: 1.66 mean RR (one second before any RR)
         self._noise: list[_Cand] = []
         self._horizon = start
 
@@ -191,14 +192,14 @@ class QRSDetector:
         return thr1, 0.5 * thr1
 
     def _searchback_gap(self) -> float:
-        rr = float(np.mean(self._rr)) if self._rr else self.fs
-        return 1.66 * rr
+        return self._gap
 
     def _accept(self, c: _Cand, weight: float) -> int:
         self._spk = weight * c.v + (1.0 - weight) * self._spk
         if self._last is not None:
             self._rr.append(min(float(c.i - self._last.i), self.rr_cap))
             del self._rr[:-8]
+            self._gap = 1.66 * float(np.mean(self._rr))  # only a new RR interval changes it
         self._last = c
         self._noise = [n for n in self._noise if n.i > c.i]
         return c.r
