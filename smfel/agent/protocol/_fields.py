@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from smfel.agent.codec import array_to_wire
+from smfel.agent.codec import ALLOWED_DTYPES, array_to_wire, b64decode_strict
 from smfel.agent.protocol.limits import Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
 
@@ -139,10 +139,10 @@ def get_signature(obj: Mapping[str, Any]) -> str:
     if not isinstance(v, str) or len(v) != 88:
         raise fail("signature must be the standard base64 of 64 bytes (88 characters)")
     try:
-        raw = base64.b64decode(v.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError) as err:
+        raw = binascii.a2b_base64(v, strict_mode=True)
+    except (binascii.Error, ValueError) as err:
         raise fail(f"signature is not base64: {err}") from err
-    if len(raw) != 64 or base64.b64encode(raw).decode("ascii") != v:
+    if len(raw) != 64 or not canonical_base64_tail(raw, v):
         raise fail("signature must be the canonical base64 of 64 bytes")
     return v
 
@@ -173,6 +173,9 @@ def freeze(a: NDArray[Any]) -> NDArray[Any]:
 
 def arrays_to_wire(arrays: Mapping[str, NDArray[Any]]) -> dict[str, dict[str, Any]]:
     return {name: array_to_wire(arrays[name]) for name in sorted(arrays)}
+
+
+_DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(name) for name in ALLOWED_DTYPES}
 
 
 def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]]:
@@ -214,7 +217,7 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
             )
         if not isinstance(data, str):
             raise fail(f"arrays.{name}.data must be a base64 string")
-        specs.append((name, np.dtype(dtype), tuple(shape), count, data))
+        specs.append((name, _DTYPES[dtype], tuple(shape), count, data))
     out: dict[str, NDArray[Any]] = {}
     for name, dtype, shape, count, data in specs:
         nbytes = count * dtype.itemsize
@@ -225,8 +228,8 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
                 f"data has {len(data)} base64 characters",
             )
         try:
-            raw = base64.b64decode(data.encode("ascii"), validate=True)
-        except (binascii.Error, ValueError, UnicodeEncodeError) as err:
+            raw = b64decode_strict(data)
+        except ValueError as err:
             raise fail(f"arrays.{name}.data is not base64: {err}") from err
         if len(raw) != nbytes:
             raise Rejected(Reason.BAD_SHAPE, f"arrays.{name}: {len(raw)} bytes, needs {nbytes}")
@@ -253,6 +256,8 @@ def canonical_base64_tail(raw: bytes, text: str) -> bool:
 
 
 def check_finite(arrays: Mapping[str, NDArray[Any]]) -> None:
+    # ``isfinite(a).all()`` measures as fast as the one-pass alternatives at update sizes
+    # (2 us for 256 x 4; a sum or a dot product would also warn on overflow or inf - inf).
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise Rejected(Reason.NOT_FINITE, f"arrays.{name} holds NaN or infinity")
