@@ -27,7 +27,9 @@ from smfel.agent.protocol import (
     verify_signature,
 )
 from tests.protocol.vectors import (
+    BETA,
     KEY,
+    MODEL,
     NOW,
     OTHER_KEY,
     golden_checkpoint,
@@ -194,6 +196,24 @@ def test_nan_in_a_signed_update_is_not_finite() -> None:
         now=NOW,
     )
     _reject(u.to_bytes(), Reason.NOT_FINITE, public_key=PUB)
+
+
+def test_class_counts_that_wrap_in_int64_are_out_of_bounds() -> None:
+    # Two counts of 2^62 add up to 2^63, which is -2^63 in int64: the sum must not wrap.
+    for c in ([2**62, 2**62], [2**63 - 1, 2**63 - 1]):
+        u = Update.create(
+            KEY,
+            node_id="ward3-bed12",
+            round=1,
+            kind="beta",
+            arrays={"beta": BETA, "class_counts": np.array(c, dtype=np.int64)},
+            n_samples=60,
+            local_accuracy=0.5,
+            model_hash=MODEL,
+            now=NOW,
+        )
+        assert int(np.asarray(u.arrays["class_counts"]).sum()) <= 60  # what int64 makes of it
+        _reject(u.to_bytes(), Reason.OUT_OF_BOUNDS, public_key=PUB)
 
 
 def test_non_canonical_base64_is_refused() -> None:

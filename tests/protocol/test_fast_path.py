@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -194,3 +196,63 @@ def test_parsed_arrays_are_read_only_and_independent_of_the_payload() -> None:
         with pytest.raises(ValueError, match="WRITEABLE"):
             a.setflags(write=True)
         np.testing.assert_array_equal(a, before[name])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=6),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers(-(2**60), 2**60)
+            | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+            max_leaves=6,
+        ),
+        max_size=6,
+    ),
+    st.text(max_size=90),
+)
+def test_members_of_every_json_type_are_written_as_canonical_json(
+    members: dict[str, Any], signature: str
+) -> None:
+    obj = {**members, "signature": signature}
+    try:
+        expected = _both(obj)
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8, so no canonical encoding
+        with pytest.raises(ValueError, match="UTF-8"):
+            envelope_bytes(obj, arrays_checked=False)
+        return
+    assert envelope_bytes(obj, arrays_checked=False) == expected
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_a_number_beyond_the_double_range_is_malformed(number: str) -> None:
+    # It reads as infinity, which has no JSON spelling: refused, not an uncaught ValueError.
+    wire = GOLDEN_UPDATE.replace(b'"local_accuracy":0.9375', f'"local_accuracy":{number}'.encode())
+    assert wire != GOLDEN_UPDATE
+    for limits in (Limits(), Limits(require_canonical=False)):
+        with pytest.raises(Rejected) as info:
+            parse_update(wire, now=NOW, public_key=PUB, limits=limits)
+        assert info.value.reason is Reason.MALFORMED
+    obj = {"local_accuracy": float("inf"), "signature": "s"}
+    with pytest.raises(ValueError, match="not a JSON number"):
+        envelope_bytes(obj, arrays_checked=False)
+
+
+@pytest.mark.parametrize("make", [golden_update, stats_update])
+def test_a_parsed_update_is_what_its_constructor_builds(make: Any) -> None:
+    # The parser builds the update without re-running __post_init__'s checks (it has just
+    # run the same readers); every field must be set and the constructor must agree.
+    env = make()
+    p = parse_update(env.to_bytes(), now=NOW, public_key=PUB)
+    rebuilt = dataclasses.replace(p)  # runs __init__ and __post_init__ on the parsed fields
+    assert rebuilt == p == env
+    for field in dataclasses.fields(p):
+        if field.name != "arrays":
+            assert getattr(p, field.name) == getattr(env, field.name), field.name
+    assert isinstance(p.arrays, MappingProxyType)
+    for name, a in env.arrays.items():
+        np.testing.assert_array_equal(p.arrays[name], a)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from smfel.agent.codec import canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
 from smfel.agent.protocol import _fields as f
-from smfel.agent.protocol._canonical import ENCODER
+from smfel.agent.protocol._canonical import json_string
 from smfel.agent.protocol.limits import Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
 
@@ -44,6 +44,16 @@ class SignedEnvelope:
     def from_obj(cls, obj: Mapping[str, Any], limits: Limits) -> SignedEnvelope:
         """Build from a decoded JSON object whose schema and field set were checked."""
         raise NotImplementedError
+
+    @classmethod
+    def _from_checked(cls, fields: dict[str, Any]) -> Self:
+        """The envelope of ``fields`` that ``from_obj`` has just read with the strict readers,
+        without ``__init__``, whose ``__post_init__`` would run each of those checks again.
+        ``from_obj`` gives every field and runs the checks ``__post_init__`` adds to them."""
+        env = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(env, name, value)
+        return env
 
     def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
         """(weights_hash, arrays) for envelopes that carry arrays, else ``None``."""
@@ -122,19 +132,34 @@ def stamp(now: dt.datetime | None, nonce: str | None) -> tuple[str, str]:
     return ts, n
 
 
+_WIRE_DTYPES: dict[np.dtype[Any], tuple[np.dtype[Any], str]] = {}
+
+
+def _wire_dtype(dtype: np.dtype[Any]) -> tuple[np.dtype[Any], str]:
+    """(little-endian dtype, its JSON string in the digest header), computed once per dtype."""
+    got = _WIRE_DTYPES.get(dtype)
+    if got is None:
+        le = dtype.newbyteorder("<")  # "|" dtypes keep "|"
+        got = _WIRE_DTYPES[dtype] = (le, json_string(le.str))
+    return got
+
+
 def digest(arrays: Mapping[str, NDArray[Any]]) -> str:
     """:func:`~smfel.agent.codec.arrays_digest`, hashing each array's buffer in place: the
     arrays the parser decodes are already little-endian and C-ordered, so the copy
-    ``le_bytes`` makes is skipped (512 KB for one 256 x 256 ``U``)."""
-    names = sorted(arrays)
-    header: dict[str, dict[str, Any]] = {}
+    ``le_bytes`` makes is skipped (512 KB for one 256 x 256 ``U``). The header is written
+    as ``canonical_json`` writes it, without building an encoder."""
+    header: list[str] = []
     wire: list[NDArray[Any]] = []
-    for n in names:
+    for n in sorted(arrays):
         a = arrays[n]
-        le = a.dtype.newbyteorder("<")  # "|" dtypes keep "|"
-        header[n] = {"dtype": le.str, "shape": list(a.shape)}
-        wire.append(np.ascontiguousarray(a, dtype=le))  # ``a`` itself when already so
-    h = hashlib.sha256(ENCODER.encode(header).encode("utf-8"))
+        le, dtype = _wire_dtype(a.dtype)
+        shape = ",".join([int.__repr__(s) for s in a.shape])
+        header.append(f'{json_string(n)}:{{"dtype":{dtype},"shape":[{shape}]}}')
+        if a.dtype != le or not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a, dtype=le)
+        wire.append(a)
+    h = hashlib.sha256(("{" + ",".join(header) + "}").encode("utf-8"))
     for w in wire:
         h.update(w.data)
     return "sha256:" + h.hexdigest()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -62,13 +63,29 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # A literal beyond the double range (``1e400``) reads as infinity, which JSON does not have.
+    v = float(text)
+    if math.isinf(v):
+        raise ValueError(f"the number {text[:40]} is out of the range of a double")
+    return v
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"member {k[:40]!r} appears twice")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"member {k[:40]!r} appears twice")
+            seen.add(k)
     return out
+
+
+#: Built once: ``json.loads`` with hooks builds a decoder per call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+)
 
 
 def load_json(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -80,8 +97,10 @@ def load_json(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
             Reason.OVERSIZE, f"{len(data)} bytes, the limit is {limits.max_payload_bytes}"
         )
     try:
-        text = bytes(data).decode("utf-8")
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        text = str(data, "utf-8")
+        if text.startswith("\ufeff"):  # as json.loads: a byte order mark is not JSON
+            raise ValueError("unexpected UTF-8 byte order mark")
+        obj = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise Rejected(Reason.MALFORMED, f"not a UTF-8 JSON document: {err}"[:300]) from None
     if not isinstance(obj, dict):
@@ -143,8 +162,11 @@ def _parse(
         # One encoding gives both the canonical bytes and the signed bytes. Every envelope
         # with an ``arrays`` member reads it with ``_fields.get_arrays`` in ``from_obj``, which
         # has just succeeded, so the arrays may be written without the escape scan.
-        canonical, signed = envelope_bytes(obj, arrays_checked="arrays" in cls.FIELDS)
-        if limits.require_canonical and canonical != bytes(data):
+        try:
+            canonical, signed = envelope_bytes(obj, arrays_checked="arrays" in cls.FIELDS)
+        except ValueError as err:
+            raise Rejected(Reason.MALFORMED, f"no canonical encoding: {err}"[:300]) from None
+        if limits.require_canonical and canonical != data:
             raise Rejected(
                 Reason.MALFORMED,
                 "not the canonical encoding (sorted keys, no spaces, UTF-8, shortest numbers)",

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -213,20 +213,26 @@ class Update(SignedEnvelope):
         kind = obj["kind"]
         if kind not in KINDS:
             raise f.fail(f"kind must be one of {KINDS}, got {kind!r:.40}")
-        return cls(
-            node_id=f.get_str(obj, "node_id", f.NODE_ID, "1-64 of [A-Za-z0-9._-]"),
-            round=f.get_int(obj, "round"),
-            kind=cast(UpdateKind, kind),
-            model_hash=f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>"),
-            n_samples=f.get_int(obj, "n_samples"),
-            local_accuracy=f.get_optional_float(obj, "local_accuracy"),
-            arrays=f.get_arrays(obj, limits),
-            weights_hash=f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>"),
-            timestamp=f.get_time(obj, "timestamp"),
-            nonce=f.get_str(obj, "nonce", f.NONCE, "32 hex digits"),
-            key_id=f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>"),
-            signature=f.get_signature(obj),
-        )
+        # The readers check every field in ``__post_init__``'s way, in the documented order;
+        # then what ``__post_init__`` adds (the arrays a kind carries, a read-only mapping).
+        fields: dict[str, Any] = {
+            "node_id": f.get_str(obj, "node_id", f.NODE_ID, "1-64 of [A-Za-z0-9._-]"),
+            "round": f.get_int(obj, "round"),
+            "kind": kind,
+            "model_hash": f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>"),
+            "n_samples": f.get_int(obj, "n_samples"),
+            "local_accuracy": f.get_optional_float(obj, "local_accuracy"),
+            "arrays": f.get_arrays(obj, limits),
+            "weights_hash": f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>"),
+            "timestamp": f.get_time(obj, "timestamp"),
+            "nonce": f.get_str(obj, "nonce", f.NONCE, "32 hex digits"),
+            "key_id": f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>"),
+            "signature": f.get_signature(obj),
+        }
+        # ``get_arrays`` gives read-only, C-contiguous, native-order arrays: frozen already.
+        check_update_arrays(kind, fields["arrays"])
+        fields["arrays"] = MappingProxyType(fields["arrays"])
+        return cls._from_checked(fields)
 
     def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
         return self.weights_hash, self.arrays
@@ -243,7 +249,9 @@ class Update(SignedEnvelope):
                 f"{self.n_samples} beats, at least {limits.min_beats} are required",
             )
         counts = self.arrays.get("class_counts")
-        if counts is not None and (int(counts.min(initial=0)) < 0 or counts.sum() > self.n_samples):
+        # Python integers: an int64 sum wraps (four counts of 2^62 would sum to 0).
+        values: list[int] = [] if counts is None else counts.tolist()
+        if values and (min(values) < 0 or sum(values) > self.n_samples):
             raise Rejected(
                 Reason.OUT_OF_BOUNDS,
                 f"class_counts must be non-negative and sum to at most n_samples={self.n_samples}",
