@@ -208,8 +208,9 @@ class Verifier:
         counts: NDArray[Any] = np.asarray(upd.arrays["class_counts"], dtype=np.int64)
         n = upd.n_samples
         w = np.asarray(lim.class_weight, dtype=np.float64)
-        if (counts < 0).any() or int(counts.sum()) != n:
-            raise reject(Reason.OUT_OF_BOUNDS, f"class counts {counts.tolist()} do not add to {n}")
+        values = counts.tolist()  # Python integers: an int64 sum can wrap around to n
+        if min(values, default=0) < 0 or sum(values) != n:
+            raise reject(Reason.OUT_OF_BOUNDS, f"class counts {values[:8]} do not add to {n}")
         scale = max(float(np.abs(U).max()), 1.0)
         tol = 1e-9 * scale * lim.n_hidden
         if np.abs(U - U.T).max() > tol:

@@ -170,6 +170,11 @@ def test_statistics_bounds(registry: Registry, hidden: HiddenLayer) -> None:
             "class_counts": st.class_counts,
         },
         "negative V": {"U": st.U, "V": -st.V, "class_counts": st.class_counts},
+        "counts that add up to n only in int64": {
+            "U": st.U,
+            "V": st.V,
+            "class_counts": np.array([2**63 - 1, 2**63 - 1, 2, st.n], dtype=np.int64),
+        },
     }
     for name, arrays in bad.items():
         env = wire.update(key, node_id="a", round=1, kind="stats", n_samples=st.n, arrays=arrays)
