@@ -65,17 +65,32 @@ def _mitdb() -> Path:
     return Path(os.environ.get("SMFEL_MITDB", repo.parent / "shared" / "data" / "mitdb"))
 
 
+# Linux carries a process's peak RSS across fork and exec (the signal struct keeps the high-water
+# mark of the memory image it replaced), so a child forked from this process, which has every
+# benchmark imported, would report at least this process's RSS. A bare interpreter (python -S,
+# about 8 MB) forks the measured command instead and reports its wait4 figures.
+_LAUNCH = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+"""
+
+
 def _measure(argv: list[str]) -> tuple[float, float]:
     """(CPU seconds, peak RSS in MB) of one child process."""
     env = {**os.environ, "SMFEL_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCH, *argv], capture_output=True, env=env, check=False
+    )
+    fields = proc.stdout.split()
+    if proc.returncode != 0 or len(fields) != 3 or int(fields[0]) != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {proc.stdout!r} {proc.stderr.decode()[-2000:]}")
+    return float(fields[1]), int(fields[2]) / 1024.0
 
 
 def _config(d: Path, url: str, backend: str, name: str) -> Path:
