@@ -152,8 +152,9 @@ class FrameDecoder:
         while True:
             k = buf.find(SYNC, pos)
             if k < 0:
-                # Keep a trailing first sync byte, which may start a frame.
-                keep = 1 if buf[-1:] == SYNC[:1] else 0
+                # Keep a trailing first sync byte, which may start a frame (unless it was the
+                # last byte of a frame just taken).
+                keep = 1 if pos < len(buf) and buf[-1:] == SYNC[:1] else 0
                 c.garbage_bytes += len(buf) - pos - keep
                 pos = len(buf) - keep
                 break
