@@ -3,7 +3,8 @@
 The lead is chosen by signal name (record 114 of MIT-BIH has its leads swapped). ``speed`` 1 is
 real time, 0 (or ``fast``) as fast as possible; ``start`` and ``end`` (seconds) replay part of
 the record. Reference beat annotations become chunk labels; sample indices stay those of the
-record, so labels and detections can be compared with the annotation file directly.
+record, so labels and detections can be compared with the annotation file directly. Samples are
+read from the file chunk by chunk, so a replay's memory does not depend on the record's length.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from smfel.sensors.aami import is_beat
 from smfel.sensors.chunk import Chunk
 from smfel.sensors.source import Pacer, Source
-from smfel.sensors.wfdbio import read_annotations, read_record
+from smfel.sensors.wfdbio import SignalFile, read_annotations
 
 __all__ = ["WfdbSource"]
 
@@ -46,10 +47,17 @@ class WfdbSource(Source):
         super().__init__(url, 0.0)
 
     def open(self) -> None:
-        rec = read_record(self.directory, self.record)
-        self.fs = rec.fs
-        self._signal = rec.mv(self.lead)
-        n = len(self._signal)
+        old = getattr(self, "_file", None)
+        if old is not None:
+            old.close()
+        self._file = SignalFile(self.directory, self.record)
+        try:
+            self._file.mv(self.lead, 0, 0)  # a clear error now for a lead the record lacks
+        except Exception:
+            self._file.close()
+            raise
+        self.fs = self._file.fs
+        n = len(self._file)
         self._i0 = min(n, max(0, int(round(self.start_s * self.fs))))
         self._i1 = (
             n if self.end_s is None else min(n, max(self._i0, int(round(self.end_s * self.fs))))
@@ -65,6 +73,12 @@ class WfdbSource(Source):
             ]
         super().open()
 
+    def close(self) -> None:
+        super().close()
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
     def _chunks(self) -> Iterator[Chunk]:
         step = max(1, int(round(self.chunk_seconds * self.fs)))
         pacer = Pacer(self.fs, self.speed)
@@ -77,7 +91,7 @@ class WfdbSource(Source):
             b = min(a + step, self._i1)
             pacer.wait_until(b - self._i0)
             lo, hi = np.searchsorted(samples, [a, b])
-            x = self._signal[a:b]
+            x = self._file.mv(self.lead, a, b)
             self.counters.frames += 1
             self.counters.samples += len(x)
             yield Chunk(a, self.fs, x, tuple(labels[lo:hi]), wall0 + a / self.fs)
