@@ -16,7 +16,7 @@ from smfel.sensors import (
     read_annotations,
     read_record,
 )
-from smfel.sensors.wfdbio import read_header
+from smfel.sensors.wfdbio import SignalFile, read_header
 
 pytestmark = pytest.mark.mitdb
 
@@ -72,6 +72,32 @@ def test_a_corrupted_signal_file_is_refused(mitdb: Path, tmp_path: Path) -> None
     (tmp_path / "101.dat").write_bytes(bytes(data[:1000]))
     with pytest.raises(RecordError, match="bytes"):
         read_record(tmp_path, "101")
+
+
+def test_signal_file_reads_any_span_as_the_whole_record(mitdb: Path) -> None:
+    rec = read_record(mitdb, "114")
+    with SignalFile(mitdb, "114") as f:
+        assert len(f) == len(rec.digital)
+        # Odd and even starts and ends cut format 212's three-byte pairs everywhere.
+        for a, b in [(0, 1), (1, 2), (7, 300), (299, 301), (649_990, 650_000), (10, 10)]:
+            np.testing.assert_array_equal(f.frames(a, b), rec.digital[a:b])
+            np.testing.assert_array_equal(f.mv("MLII", a, b), rec.mv("MLII")[a:b])
+        assert f.frames(649_999, 700_000).shape == (1, 2)
+        with pytest.raises(RecordError, match="no signal named 'V1'"):
+            f.mv("V1", 0, 1)
+    with pytest.raises(RecordError, match="closed"):
+        f.frames(0, 1)
+
+
+def test_signal_file_checks_the_whole_file_on_opening(mitdb: Path, tmp_path: Path) -> None:
+    (tmp_path / "101.hea").write_bytes((mitdb / "101.hea").read_bytes())
+    data = bytearray((mitdb / "101.dat").read_bytes())
+    data[-3000] ^= 0x01  # near the end: past the first verification block
+    (tmp_path / "101.dat").write_bytes(bytes(data))
+    with pytest.raises(RecordError, match="checksum"):
+        SignalFile(tmp_path, "101")
+    f = SignalFile(tmp_path, "101", verify=False)
+    f.close()
 
 
 @pytest.mark.device
