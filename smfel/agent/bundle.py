@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
-
-from numpy.typing import ArrayLike
+from typing import TYPE_CHECKING, Any, Literal
 
 from smfel.agent.codec import canonical_json
 from smfel.agent.errors import LearnerError, SmfelError
 from smfel.agent.hidden import ACTIVATIONS, HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
 from smfel.agent.state import atomic_write
-from smfel.agent.tflite_writer import calibrate, float_model, int8_model, int16x8_model
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "ARCHIVE_SCHEMA",
@@ -228,13 +228,21 @@ def write_bundle(
     *,
     signing_key: Ed25519PrivateKey,
     calibration: ArrayLike | None = None,
+    replicas: int | None = None,
     created: datetime | None = None,
 ) -> Manifest:
     """Write the bundle of ``hidden`` into ``directory`` and return its signed manifest.
 
     ``calibration`` (n, d) feature vectors calibrate the integer models' activation ranges;
-    without them no integer model is written. ``created`` must be timezone-aware (default: now).
+    without them no integer model is written. ``replicas`` sets the int8 model's offset copies
+    (default :data:`smfel.agent.quantise.DEFAULT_REPLICAS`). ``created`` must be
+    timezone-aware (default: now).
     """
+    # The writer and the flatbuffer schema package are needed only here: a device that only
+    # loads and verifies bundles does not import them.
+    from smfel.agent.quantise import DEFAULT_REPLICAS
+    from smfel.agent.tflite_writer import calibrate, float_model, int8_model, int16x8_model
+
     out = Path(directory)
     when = datetime.now(UTC) if created is None else created
     if when.tzinfo is None:
@@ -245,7 +253,8 @@ def write_bundle(
     }
     n_cal = 0
     if calibration is not None:
-        cal = calibrate(hidden, calibration)
+        k = DEFAULT_REPLICAS if replicas is None else replicas
+        cal = calibrate(hidden, calibration, replicas=k)
         contents[MODEL_FILES["int8"]] = int8_model(hidden, cal)
         contents[MODEL_FILES["int16x8"]] = int16x8_model(hidden, cal)
         n_cal = cal.n_samples

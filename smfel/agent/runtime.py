@@ -11,7 +11,10 @@ fails the self-test is dropped and the CPU is used; a backend that fails is skip
 reason is logged and kept in :class:`RuntimeStatus`, which the daemon reports in its status.
 
 The model outputs ``h`` only; class scores ``h @ beta`` are computed in numpy by the caller, so a
-new ``beta`` never touches the interpreter. A :class:`Runtime` is not thread-safe.
+new ``beta`` never touches the interpreter. Per beat, the input is written straight into the
+interpreter's input buffer and ``h`` copied out of its output buffer (see :func:`_native_views`);
+:meth:`Runtime.hidden_many` also checks and converts a whole block at once. A :class:`Runtime` is
+not thread-safe.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -33,7 +36,6 @@ from numpy.typing import ArrayLike, NDArray
 from smfel.agent.bundle import ModelBundle, Variant
 from smfel.agent.errors import SmfelError
 from smfel.agent.hidden import HiddenLayer
-from smfel.agent.tflite_writer import float_model
 
 __all__ = [
     "BACKENDS",
@@ -105,6 +107,32 @@ class RuntimeStatus:
         }
 
 
+def _native_views(
+    interpreter: Any, i: int, o: int
+) -> tuple[Callable[[], object], NDArray[np.float32], NDArray[np.float32]] | None:
+    """``(invoke, x, h)``: the native invoke and views of the input and output buffers.
+
+    Both LiteRT and tflite_runtime wrap a native interpreter (``_interpreter``) whose
+    ``tensor()`` gives numpy views of tensor buffers. Writing a beat into the input view
+    converts it to float32 in one step, and the only copy out is the float64 result, with no
+    ``set_tensor``/``get_tensor`` copies in between. The public ``Interpreter.invoke()`` refuses
+    to run while such a view exists, because ``allocate_tensors()`` or a resize could move the
+    buffers; a :class:`Runtime` does neither after opening, so the views stay valid and the
+    native invoke runs without that check. Only the input and output tensors are touched
+    (never a constant, whose buffer can be the model's own bytes). ``None`` when the wrapper
+    has no such native object or the model is not ``x[1, d] -> h[1, L]`` in float32.
+    """
+    native: Any = getattr(interpreter, "_interpreter", None)
+    tensor = getattr(native, "tensor", None)
+    invoke = getattr(native, "Invoke", None)
+    if not (callable(tensor) and callable(invoke)):
+        return None
+    x, h = tensor(native, i), tensor(native, o)
+    if not all(v.dtype == np.float32 and v.ndim == 2 and len(v) == 1 for v in (x, h)):
+        return None
+    return invoke, x[0], h[0]
+
+
 class Runtime:
     """Hidden-layer inference through one interpreter (or numpy). Build with :func:`open_runtime`."""
 
@@ -115,11 +143,17 @@ class Runtime:
         self._shape = (hidden.n_features,)
         self._status: RuntimeStatus | None = None
         self._closed = False
+        self._views: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
+        self._invoke: Callable[[], object] = _no_invoke
         if interpreter is not None:
             self._in = int(interpreter.get_input_details()[0]["index"])
             self._out = int(interpreter.get_output_details()[0]["index"])
-            # Preallocated input: set_tensor copies it, so it is reused for every beat.
+            # The public path's input: set_tensor copies it, so one buffer serves every beat.
             self._buf = np.zeros((1, hidden.n_features), dtype=np.float32)
+            native = _native_views(interpreter, self._in, self._out)
+            if native is not None:
+                self._invoke, x, h = native
+                self._views = (x, h)
 
     @property
     def status(self) -> RuntimeStatus:
@@ -131,17 +165,27 @@ class Runtime:
     def hidden(self) -> HiddenLayer:
         return self._hidden
 
-    def _check(self, x: NDArray[Any]) -> None:
-        if x.shape != self._shape:
-            raise RuntimeInputError(f"x must have shape {self._shape}, got {x.shape}")
-        # One BLAS dot is the cheapest finiteness test; it also refuses |x| above ~1e150.
-        if not math.isfinite(float(x.dot(x))):
-            raise RuntimeInputError("x must be finite")
+    @property
+    def zero_copy(self) -> bool:
+        """Whether beats go through views of the interpreter's buffers (else set/get_tensor)."""
+        return self._views is not None
 
     def hidden_one(self, x: ArrayLike) -> F64:
-        """``h`` (L,) float64 for one feature vector (d,)."""
+        """``h`` (L,) float64 for one feature vector (d,); a new array on every call."""
         xv = np.asarray(x, dtype=np.float64)
-        self._check(xv)
+        if xv.shape != self._shape:
+            raise RuntimeInputError(f"x must have shape {self._shape}, got {xv.shape}")
+        # One BLAS dot is the cheapest finiteness test; it also refuses |x| above ~1e150.
+        if not math.isfinite(xv.dot(xv)):
+            raise RuntimeInputError("x must be finite")
+        views = self._views
+        if views is None:
+            return self._public_one(xv)
+        views[0][...] = xv
+        self._invoke()
+        return views[1].astype(np.float64)
+
+    def _public_one(self, xv: F64) -> F64:
         interp = self._interp
         if interp is None:
             self._open()
@@ -153,23 +197,31 @@ class Runtime:
         return out
 
     def hidden_many(self, X: ArrayLike) -> F64:
-        """``H`` (n, L) float64 for feature vectors (n, d), one invoke per beat."""
+        """``H`` (n, L) float64 for feature vectors (n, d), one invoke per beat.
+
+        The input is checked and converted once for the whole block, so a block costs less per
+        beat than :meth:`hidden_one`.
+        """
         Xv = np.asarray(X, dtype=np.float64)
         if Xv.ndim != 2 or Xv.shape[1] != self._d:
             raise RuntimeInputError(f"X must have shape (n, {self._d}), got {Xv.shape}")
         if not np.isfinite(Xv).all():
             raise RuntimeInputError("X must be finite")
-        interp = self._interp
-        if interp is None:
+        views = self._views
+        if views is None and self._interp is None:
             self._open()
             return self._hidden.transform(Xv)
         H = np.empty((Xv.shape[0], self._hidden.n_hidden))
-        buf, i, o = self._buf, self._in, self._out
-        for k in range(Xv.shape[0]):
-            buf[0] = Xv[k]
-            interp.set_tensor(i, buf)
-            interp.invoke()
-            H[k] = interp.get_tensor(o)[0]
+        if views is None:
+            for k in range(Xv.shape[0]):
+                H[k] = self._public_one(Xv[k])
+            return H
+        X32 = Xv.astype(np.float32)
+        x_in, h_out, invoke = views[0], views[1], self._invoke
+        for k in range(X32.shape[0]):
+            x_in[...] = X32[k]
+            invoke()
+            H[k] = h_out
         return H
 
     def _open(self) -> None:
@@ -179,6 +231,9 @@ class Runtime:
 
     def close(self) -> None:
         """Release the interpreter; later calls raise :class:`SmfelError`."""
+        # The views and the native invoke keep the native interpreter alive: drop them too.
+        self._views = None
+        self._invoke = _no_invoke
         self._interp = None
         self._closed = True
 
@@ -189,17 +244,25 @@ class Runtime:
         self.close()
 
 
+def _no_invoke() -> object:
+    raise SmfelError("the runtime has no interpreter")
+
+
 def _selftest_inputs(hidden: HiddenLayer, interpreter: Any | None, variant: str) -> F64:
-    """Fixed inputs: standard normal, or for integer models uniform within two standard deviations of the
-    calibration mean (read back from the model's ``x_center`` and ``x_inv_scale`` constants)."""
+    """Fixed inputs: standard normal, or for integer models uniform within a quarter of the
+    calibrated input range around the calibration mean (read back from the model's
+    ``x_center`` and ``x_inv_scale`` constants, which map that range onto [-1, 1]), where the
+    integer model is meant to be accurate."""
     rng = np.random.default_rng(20061)
-    shape = (_SELFTEST_BEATS, hidden.n_features)
+    d = hidden.n_features
+    shape = (_SELFTEST_BEATS, d)
     if interpreter is not None and variant in ("int8", "int16x8"):
         idx = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
         if "x_center" in idx and "x_inv_scale" in idx:
-            center: F64 = interpreter.get_tensor(idx["x_center"]).astype(np.float64)
-            inv_scale: F64 = interpreter.get_tensor(idx["x_inv_scale"]).astype(np.float64)
-            u: F64 = rng.uniform(-2.0, 2.0, size=shape)
+            # With replicas the constants repeat per input copy; the first copy is enough.
+            center: F64 = interpreter.get_tensor(idx["x_center"])[:d].astype(np.float64)
+            inv_scale: F64 = interpreter.get_tensor(idx["x_inv_scale"])[:d].astype(np.float64)
+            u: F64 = rng.uniform(-0.25, 0.25, size=shape)
             X: F64 = center + u / inv_scale
             return X
     return rng.standard_normal(shape)
@@ -290,7 +353,12 @@ def open_runtime(
         raise ValueError(f"an {variant} model needs calibration: open a bundle, not a bare layer")
 
     def get_model(v: Variant) -> bytes:
-        return bundle.model_bytes(v) if bundle is not None else float_model(hidden)
+        if bundle is not None:
+            return bundle.model_bytes(v)
+        # Only a bare layer needs the writer (and the flatbuffer schema package it imports).
+        from smfel.agent.tflite_writer import float_model
+
+        return float_model(hidden)
 
     reasons: list[str] = []
     for backend in prefer:

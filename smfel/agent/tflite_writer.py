@@ -1,21 +1,21 @@
 """A small ``.tflite`` writer for the ELM hidden layer, without TensorFlow.
 
 The model computes only ``h = g(x W + b)``; the class scores ``h @ beta`` stay in numpy, so a new
-``beta`` never changes the model (and never recompiles an NPU graph). Two variants:
+``beta`` never changes the model (and never recompiles an NPU graph). Three variants:
 
 * float32: ``x[1,d] -FULLY_CONNECTED(W^T, b)-> z[1,L] -LOGISTIC|TANH-> h[1,L]``;
 * int8 with float input and output, the form NPU delegates take:
   ``x -SUB,MUL-> x_n -QUANTIZE-> FULLY_CONNECTED(int8) -> LOGISTIC|TANH(int8) -DEQUANTIZE-> h``;
-  the two float elementwise ops standardise the features (see :func:`calibrate`),
-  everything from QUANTIZE to DEQUANTIZE is integer-only;
-* int16x8: the same graph with int16 activations and int8 weights, for when the int8 output
-  step (1/256) changes too many class decisions.
+  the two float elementwise ops map each feature's calibrated range onto [-1, 1], everything
+  from QUANTIZE to DEQUANTIZE is integer-only. With ``replicas`` K > 1 the integer part computes
+  K offset copies of every unit (``[1, K L]``) and a float RESHAPE and MEAN average them after
+  DEQUANTIZE (:mod:`smfel.agent.quantise` explains why and chooses every parameter);
+* int16x8: the same graph with int16 activations and int8 weights (one copy of each unit).
 
-The int8 arithmetic follows Jacob et al., "Quantization and training of neural networks for
-efficient integer-arithmetic-only inference", CVPR 2018: symmetric per-tensor int8 weights,
-int32 bias with scale ``s_x * s_w``, asymmetric activations whose ranges are calibrated on real
-inputs. The file layout is the TFLite flatbuffer schema (``tflite`` package, generated from
-``schema.fbs``); the model is serialised bottom-up with ``flatbuffers.Builder``.
+Weights are int8 with one scale per hidden unit (per-axis quantisation, axis 0 of the
+``[out, in]`` weight tensor), int32 (int64 for 16x8) biases at ``s_x * s_w[j]``. The file layout
+is the TFLite flatbuffer schema (``tflite`` package, generated from ``schema.fbs``); the model is
+serialised bottom-up with ``flatbuffers.Builder``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,15 @@ import numpy as np
 import tflite
 from numpy.typing import ArrayLike, NDArray
 
-from smfel.agent.errors import SmfelError
 from smfel.agent.hidden import HiddenLayer
+from smfel.agent.quantise import (
+    OUTPUT_QUANT,
+    Calibration,
+    ModelWriteError,
+    calibrate,
+    int8_layer,
+    normalised_layer,
+)
 
 __all__ = [
     "Calibration",
@@ -64,28 +71,29 @@ _QUANT_OPS = {
     },
 }
 _SUB, _MUL = (_OP.SUB, 1), (_OP.MUL, 1)
-# The integer LOGISTIC and TANH kernels accept only these output parameters.
-_OUTPUT = {
-    "int8": {"sigmoid": (1.0 / 256.0, -128), "tanh": (1.0 / 128.0, 0)},
-    "int16x8": {"sigmoid": (1.0 / 32768.0, 0), "tanh": (1.0 / 32768.0, 0)},
-}
-# Pre-activations beyond these bounds give an output within one output step of saturation, so
-# the calibrated range is clipped to them and the int8 steps are spent where they matter. The
-# int16 kernels take inputs up to +-8 (their fixed-point input format).
-_SATURATION = {"sigmoid": 6.0, "tanh": 3.2}
-_SATURATION_16 = 8.0
-# Share of calibration values inside the int8 ranges (see calibrate).
-_INPUT_QUANTILE = 0.9999
-_Z_QUANTILES = (0.0005, 0.9995)
-# int16 has steps to spare: its input range is twice the largest calibration value, so beats of
-# other patients are rarely clipped.
-_HEADROOM_16 = 2.0
+_CONCATENATION, _RESHAPE, _MEAN = (_OP.CONCATENATION, 1), (_OP.RESHAPE, 1), (_OP.MEAN, 1)
 
 QuantKind = Literal["int8", "int16x8"]
 
 
-class ModelWriteError(SmfelError, ValueError):
-    """A model could not be written from the given layer or calibration data."""
+@dataclass(frozen=True, slots=True)
+class _Quant:
+    """One tensor's quantisation: one (scale, zero point), or one scale per slice of ``axis``."""
+
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    axis: int = 0
+
+    @classmethod
+    def of(cls, scale: float, zero_point: int) -> _Quant:
+        return cls((scale,), (zero_point,))
+
+    @classmethod
+    def symmetric(cls, scales: F64) -> _Quant:
+        """Zero point 0 with one scale per slice of axis 0, or one scale if they are all equal."""
+        if np.all(scales == scales[0]):
+            return cls.of(float(scales[0]), 0)
+        return cls(tuple(float(v) for v in scales), (0,) * len(scales))
 
 
 @dataclass(slots=True)
@@ -94,7 +102,7 @@ class _Tensor:
     shape: tuple[int, ...]
     dtype: int
     buffer: int = 0
-    quant: tuple[float, int] | None = None
+    quant: _Quant | None = None
 
 
 @dataclass(slots=True)
@@ -103,7 +111,7 @@ class _Graph:
 
     tensors: list[_Tensor] = field(default_factory=list)
     buffers: list[bytes] = field(default_factory=lambda: [b""])
-    ops: list[tuple[int, list[int], list[int]]] = field(default_factory=list)
+    ops: list[tuple[int, list[int], list[int], tuple[int, ...]]] = field(default_factory=list)
     opcodes: list[tuple[int, int]] = field(default_factory=list)
 
     def tensor(
@@ -112,7 +120,7 @@ class _Graph:
         shape: tuple[int, ...],
         dtype: int,
         data: bytes | None = None,
-        quant: tuple[float, int] | None = None,
+        quant: _Quant | None = None,
     ) -> int:
         buffer = 0
         if data is not None:
@@ -121,13 +129,22 @@ class _Graph:
         self.tensors.append(_Tensor(name, shape, dtype, buffer, quant))
         return len(self.tensors) - 1
 
-    def op(self, code: tuple[int, int], inputs: list[int], outputs: list[int]) -> None:
+    def op(
+        self,
+        code: tuple[int, int],
+        inputs: list[int],
+        outputs: list[int],
+        options: tuple[int, ...] = (),
+    ) -> None:
+        """Add an op; ``options`` is RESHAPE's new shape (other ops take none)."""
         if code not in self.opcodes:
             self.opcodes.append(code)
-        self.ops.append((self.opcodes.index(code), inputs, outputs))
+        self.ops.append((self.opcodes.index(code), inputs, outputs, options))
 
     @staticmethod
-    def _options(b: flatbuffers.Builder, code: int) -> tuple[int, int] | None:
+    def _options(
+        b: flatbuffers.Builder, code: int, values: tuple[int, ...]
+    ) -> tuple[int, int] | None:
         """(options type, offset) of an op's builtin options: no fused activation."""
         none = tflite.ActivationFunctionType.NONE
         if code == _OP.FULLY_CONNECTED:
@@ -142,6 +159,23 @@ class _Graph:
             tflite.MulOptionsStart(b)
             tflite.MulOptionsAddFusedActivationFunction(b, none)
             return tflite.BuiltinOptions.MulOptions, tflite.MulOptionsEnd(b)
+        if code == _OP.CONCATENATION:
+            tflite.ConcatenationOptionsStart(b)
+            tflite.ConcatenationOptionsAddAxis(b, 1)
+            tflite.ConcatenationOptionsAddFusedActivationFunction(b, none)
+            return tflite.BuiltinOptions.ConcatenationOptions, tflite.ConcatenationOptionsEnd(b)
+        if code == _OP.RESHAPE:
+            tflite.ReshapeOptionsStartNewShapeVector(b, len(values))
+            for v in reversed(values):
+                b.PrependInt32(v)
+            new_shape = b.EndVector()
+            tflite.ReshapeOptionsStart(b)
+            tflite.ReshapeOptionsAddNewShape(b, new_shape)
+            return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
+        if code == _OP.MEAN:
+            tflite.ReducerOptionsStart(b)
+            tflite.ReducerOptionsAddKeepDims(b, False)
+            return tflite.BuiltinOptions.ReducerOptions, tflite.ReducerOptionsEnd(b)
         return None
 
     def serialise(self, inputs: list[int], outputs: list[int], description: str) -> bytes:
@@ -179,15 +213,19 @@ class _Graph:
             shape = int_vector(tflite.TensorStartShapeVector, list(t.shape))
             quant = None
             if t.quant is not None:
-                tflite.QuantizationParametersStartScaleVector(b, 1)
-                b.PrependFloat32(t.quant[0])
+                q = t.quant
+                tflite.QuantizationParametersStartScaleVector(b, len(q.scales))
+                for s in reversed(q.scales):
+                    b.PrependFloat32(s)
                 scale = b.EndVector()
-                tflite.QuantizationParametersStartZeroPointVector(b, 1)
-                b.PrependInt64(t.quant[1])
+                tflite.QuantizationParametersStartZeroPointVector(b, len(q.zero_points))
+                for zp in reversed(q.zero_points):
+                    b.PrependInt64(zp)
                 zero = b.EndVector()
                 tflite.QuantizationParametersStart(b)
                 tflite.QuantizationParametersAddScale(b, scale)
                 tflite.QuantizationParametersAddZeroPoint(b, zero)
+                tflite.QuantizationParametersAddQuantizedDimension(b, q.axis)
                 quant = tflite.QuantizationParametersEnd(b)
             tflite.TensorStart(b)
             tflite.TensorAddShape(b, shape)
@@ -199,10 +237,10 @@ class _Graph:
             tensor_offsets.append(tflite.TensorEnd(b))
 
         op_offsets = []
-        for index, op_in, op_out in self.ops:
+        for index, op_in, op_out, values in self.ops:
             in_vec = int_vector(tflite.OperatorStartInputsVector, op_in)
             out_vec = int_vector(tflite.OperatorStartOutputsVector, op_out)
-            options = self._options(b, self.opcodes[index][0])
+            options = self._options(b, self.opcodes[index][0], values)
             tflite.OperatorStart(b)
             tflite.OperatorAddOpcodeIndex(b, index)
             tflite.OperatorAddInputs(b, in_vec)
@@ -262,93 +300,6 @@ def float_model(hidden: HiddenLayer) -> bytes:
     return g.serialise([x], [h], f"smfel hidden layer float32 {hidden.content_hash}")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Calibration:
-    """What the integer models need from calibration data.
-
-    ``center`` and ``inv_scale`` (d,) standardise the features; ``x`` and ``z`` are the int8
-    (scale, zero point) pairs of the standardised input and the pre-activation, ``x_bound``
-    and ``z_bound`` the symmetric ranges of their int16 counterparts.
-    """
-
-    center: F64
-    inv_scale: F64
-    x: tuple[float, int]
-    w_scale: float
-    z: tuple[float, int]
-    x_bound: float
-    z_bound: float
-    n_samples: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "x_scale": self.x[0],
-            "x_zero_point": self.x[1],
-            "w_scale": self.w_scale,
-            "z_scale": self.z[0],
-            "z_zero_point": self.z[1],
-            "x_bound": self.x_bound,
-            "z_bound": self.z_bound,
-            "n_samples": self.n_samples,
-        }
-
-
-def _asymmetric(lo: float, hi: float) -> tuple[float, int]:
-    """int8 (scale, zero point) for the range [lo, hi], widened to hold 0 exactly."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi - lo < 1e-12:
-        hi = lo + 1e-6
-    scale = (hi - lo) / 255.0
-    zero = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
-    return float(np.float32(scale)), zero
-
-
-def _normalised(hidden: HiddenLayer, center: F64, inv_scale: F64) -> tuple[F64, F64]:
-    """``W', b'`` with ``x W + b == ((x - center) * inv_scale) W' + b'``."""
-    return hidden.W / inv_scale[:, None], hidden.b + center @ hidden.W
-
-
-def calibrate(hidden: HiddenLayer, calibration: ArrayLike) -> Calibration:
-    """Quantisation parameters from ``calibration`` feature vectors (n, d): real beats.
-
-    Raw beat features live on very different scales (RR intervals in seconds, amplitudes in
-    mV), and an int8 tensor has one scale, so the features are first standardised by float SUB
-    and MUL ops (mean and standard deviation of the calibration data; the map is folded out of
-    ``W, b`` again). The input range then covers ``_INPUT_QUANTILE`` of the standardised values
-    and the pre-activation range ``_Z_QUANTILES`` of the calibration pre-activations, clipped
-    to the activation's useful range: rare extreme values are clipped so that the common ones
-    get finer steps. Measured on MIT-BIH DS1 beats this beats min/max ranges and per-feature
-    min/max scaling (which puts the weight scale at the mercy of outlier-heavy features).
-    """
-    X = np.asarray(calibration, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != hidden.n_features or X.shape[0] < 1:
-        raise ModelWriteError(
-            f"calibration must be an (n, {hidden.n_features}) array with n >= 1, got {X.shape}"
-        )
-    if not np.isfinite(X).all():
-        raise ModelWriteError("calibration data must be finite")
-    center = X.mean(axis=0).astype(np.float32).astype(np.float64)
-    sd = X.std(axis=0)
-    inv_scale = (1.0 / np.where(sd > 0, sd, 1.0)).astype(np.float32).astype(np.float64)
-    W, b = _normalised(hidden, center, inv_scale)
-    Xn = (X - center) * inv_scale
-    T = max(float(np.quantile(np.abs(Xn), _INPUT_QUANTILE)), 1e-6)
-    Z = Xn @ W + b
-    bound = _SATURATION[hidden.activation]
-    z_lo, z_hi = np.clip(np.quantile(Z, _Z_QUANTILES), -bound, bound)
-    w_scale = float(np.float32(max(float(np.abs(W).max()), 1e-12) / 127.0))
-    return Calibration(
-        center=center,
-        inv_scale=inv_scale,
-        x=_asymmetric(-T, T),
-        w_scale=w_scale,
-        z=_asymmetric(float(z_lo), float(z_hi)),
-        x_bound=max(float(np.abs(Xn).max()) * _HEADROOM_16, 1e-6),
-        z_bound=min(max(float(np.abs(Z).max()) * _HEADROOM_16, 1e-6), _SATURATION_16),
-        n_samples=int(X.shape[0]),
-    )
-
-
 def int8_model(hidden: HiddenLayer, calibration: ArrayLike | Calibration) -> bytes:
     """The int8 model (int8 activations and weights) with float32 input and output.
 
@@ -373,38 +324,63 @@ def _quantised_model(
 ) -> bytes:
     cal = calibration if isinstance(calibration, Calibration) else calibrate(hidden, calibration)
     d, L = hidden.n_features, hidden.n_hidden
-    W, b = _normalised(hidden, cal.center, cal.inv_scale)
     if kind == "int8":
-        act, x_q, z_q, bias_t, bias_dt, bias_max = _T.INT8, cal.x, cal.z, _T.INT32, "<i4", 2**31
+        K = cal.replicas
+        layer = int8_layer(hidden, cal)
+        center, inv_scale, w_q, b_q = layer.center, layer.inv_scale, layer.w_q, layer.b_q
+        w_scales, b_scales = layer.w_scales, layer.b_scales
+        x_q, z_q, act, bias_t, bias_dt = cal.x, cal.z, _T.INT8, _T.INT32, "<i4"
     else:
+        # One copy of each feature and unit: int16 steps leave little rounding to average out.
+        K = 1
         x_q, z_q = (cal.x_bound / 32767.0, 0), (cal.z_bound / 32767.0, 0)
-        act, bias_t, bias_dt, bias_max = _T.INT16, _T.INT64, "<i8", 2**63
-    s_x, s_w = float(np.float32(x_q[0])), cal.w_scale
-    x_q = (s_x, x_q[1])
-    s_b = float(np.float32(s_x) * np.float32(s_w))
-    w_q = np.clip(np.round(W.T / s_w), -127, 127).astype("<i1")
-    b_q = np.round(b / s_b)
-    if np.abs(b_q).max(initial=0.0) >= bias_max / 2:
+        act, bias_t, bias_dt = _T.INT16, _T.INT64, "<i8"
+        W, b = normalised_layer(hidden, cal.center, cal.inv_scale)
+        center, inv_scale, w_scales = cal.center, cal.inv_scale, cal.w_scales
+        b_scales = (np.float32(x_q[0]) * w_scales.astype(np.float32)).astype(np.float64)
+        w_q = np.clip(np.round(W.T / w_scales[:, None]), -127, 127).astype(np.int8)
+        b_q = np.round(b / b_scales)
+    if np.abs(b_q).max(initial=0.0) >= np.iinfo(bias_dt).max // 2:
         raise ModelWriteError(f"bias does not fit {bias_dt} at the calibrated scales")
     ops = _QUANT_OPS[kind]
     g = _Graph()
     x = g.tensor("x", (1, d), _T.FLOAT32)
-    center = g.tensor("x_center", (d,), _T.FLOAT32, _le(cal.center, "<f4"))
-    inv_scale = g.tensor("x_inv_scale", (d,), _T.FLOAT32, _le(cal.inv_scale, "<f4"))
-    xc = g.tensor("x_c", (1, d), _T.FLOAT32)
-    xn = g.tensor("x_n", (1, d), _T.FLOAT32)
-    xq = g.tensor("x_q", (1, d), act, quant=x_q)
-    w = g.tensor("W_t_q", (L, d), _T.INT8, w_q.tobytes(), quant=(s_w, 0))
-    bias = g.tensor("b_q", (L,), bias_t, b_q.astype(bias_dt).tobytes(), quant=(s_b, 0))
-    zq = g.tensor("z_q", (1, L), act, quant=z_q)
-    hq = g.tensor("h_q", (1, L), act, quant=_OUTPUT[kind][hidden.activation])
-    h = g.tensor("h", (1, L), _T.FLOAT32)
-    g.op(_SUB, [x, center], [xc])
-    g.op(_MUL, [xc, inv_scale], [xn])
+    xk = x
+    if K > 1:
+        # K copies of the input, each shifted by its own fraction of a step (see quantise).
+        xk = g.tensor("x_replicas", (1, K * d), _T.FLOAT32)
+        g.op(_CONCATENATION, [x] * K, [xk])
+    c = g.tensor("x_center", (K * d,), _T.FLOAT32, _le(center, "<f4"))
+    s = g.tensor("x_inv_scale", (K * d,), _T.FLOAT32, _le(inv_scale, "<f4"))
+    xc = g.tensor("x_c", (1, K * d), _T.FLOAT32)
+    xn = g.tensor("x_n", (1, K * d), _T.FLOAT32)
+    xq = g.tensor("x_q", (1, K * d), act, quant=_Quant.of(float(np.float32(x_q[0])), x_q[1]))
+    w = g.tensor(
+        "W_t_q", (K * L, K * d), _T.INT8, w_q.astype("<i1").tobytes(), _Quant.symmetric(w_scales)
+    )
+    bias = g.tensor(
+        "b_q", (K * L,), bias_t, b_q.astype(bias_dt).tobytes(), _Quant.symmetric(b_scales)
+    )
+    zq = g.tensor("z_q", (1, K * L), act, quant=_Quant.of(*z_q))
+    h_quant = _Quant.of(*OUTPUT_QUANT[kind][hidden.activation])
+    hq = g.tensor("h_q", (1, K * L), act, quant=h_quant)
+    g.op(_SUB, [xk, c], [xc])
+    g.op(_MUL, [xc, s], [xn])
     g.op(ops["quantize"], [xn], [xq])
     g.op(ops["fc"], [xq, w, bias], [zq])
     g.op(ops[hidden.activation], [zq], [hq])
-    g.op(ops["dequantize"], [hq], [h])
+    h = g.tensor("h", (1, L), _T.FLOAT32)
+    if K == 1:
+        g.op(ops["dequantize"], [hq], [h])
+    else:
+        # The unit copies are averaged in float, after the integer part.
+        hk = g.tensor("h_replicas", (1, K * L), _T.FLOAT32)
+        shape = g.tensor("replica_shape", (3,), _T.INT32, _le(np.array([1, K, L]), "<i4"))
+        hr = g.tensor("h_by_replica", (1, K, L), _T.FLOAT32)
+        axis = g.tensor("replica_axis", (1,), _T.INT32, _le(np.array([1]), "<i4"))
+        g.op(ops["dequantize"], [hq], [hk])
+        g.op(_RESHAPE, [hk, shape], [hr], options=(1, K, L))
+        g.op(_MEAN, [hr, axis], [h])
     return g.serialise([x], [h], f"smfel hidden layer {kind} {hidden.content_hash}")
 
 

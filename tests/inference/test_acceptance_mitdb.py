@@ -1,9 +1,10 @@
 """Acceptance on real MIT-BIH DS1 beats: float32 against numpy, int8 against float32.
 
 The project's default model (smfel.agent.model_defaults). Two folds of DS1 records
-(alternating): the hidden layer's standardisation, the int8 calibration and ``beta`` come from
-one fold, the beats of the other fold are inferred, so
-every DS1 beat is evaluated on a model that never saw its record (inter-patient).
+(alternating): the hidden layer's standardisation and ``beta`` come from all beats of one fold,
+the integer models' calibration from every k-th of them (about 2,000 beats, as
+``smfel-aggregator model init --int8`` takes them), and the beats of the other fold are inferred,
+so every DS1 beat is evaluated on a model that never saw its record (inter-patient).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.mitdb
 
 CLASSES = DEFAULT_CLASSES
 REPO = Path(__file__).resolve().parents[2]
-#: Below what pure int8 reaches here (see test_int8_agrees_with_float32), as a regression guard.
-INT8_AGREEMENT_FLOOR = 0.965
+#: Calibration beats per fold (an even stride through the fold's beats).
+N_CALIBRATION = 2000
 
 
 def mitdb() -> Path:
@@ -74,7 +75,8 @@ def folds(tmp_path_factory: pytest.TempPathFactory) -> list[Fold]:
             X.shape[1], DEFAULT_HIDDEN, seed=DEFAULT_SEED, activation=DEFAULT_ACTIVATION
         ).with_scaling(X.mean(axis=0), X.std(axis=0))
         where = tmp_path_factory.mktemp(f"fold{k}")
-        write_bundle(where, hidden, signing_key=key, calibration=X)
+        calibration = X[:: max(1, len(X) // N_CALIBRATION)]
+        write_bundle(where, hidden, signing_key=key, calibration=calibration)
         weights = default_class_weights(np.bincount(y, minlength=len(CLASSES)))
         learner = OSELM(hidden, CLASSES, C=DEFAULT_C, class_weight=weights)
         # Small blocks: the block update's work and memory grow with the block size squared.
@@ -113,14 +115,13 @@ def _agreement(folds: list[Fold], variant: Variant) -> tuple[float, int]:
 def test_int8_agrees_with_float32(folds: list[Fold]) -> None:
     """Class agreement of int8 with float32 on every DS1 beat.
 
-    Pure int8 has a ceiling here: the int8 LOGISTIC output step (1/256) alone flips about
-    0.5-1 % of these inter-patient beats, whose class scores are often near ties, so the
-    measured agreement (97.5-98.7 % depending on the layer drawn) stays below the 99 % the
-    int16x8 variant reaches.
+    The bundles' int8 model has two offset replicas of every input and unit
+    (:mod:`smfel.agent.quantise`); one copy alone stays just below 99 % here, because the int8
+    pre-activation and output steps flip beats whose class scores are near ties.
     """
     rate, total = _agreement(folds, "int8")
     assert total >= 1000
-    assert rate >= INT8_AGREEMENT_FLOOR
+    assert rate >= 0.99
 
 
 def test_int16x8_agrees_with_float32(folds: list[Fold]) -> None:

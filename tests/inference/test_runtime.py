@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ai_edge_litert import interpreter as litert
 
-from smfel.agent.bundle import ModelBundle, load_bundle, write_bundle
+from smfel.agent.bundle import ModelBundle, Variant, load_bundle, write_bundle
 from smfel.agent.errors import SmfelError
 from smfel.agent.hidden import HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey
 from smfel.agent.runtime import (
     DelegateSpec,
+    Runtime,
     RuntimeInputError,
     RuntimeStatus,
     open_runtime,
@@ -87,7 +90,44 @@ def test_int16x8_is_closer_than_int8(bundle: ModelBundle) -> None:
     ref = bundle.hidden.transform(X)
     err16 = np.abs(rt.hidden_many(X) - ref).mean()
     err8 = np.abs(open_runtime(bundle, variant="int8").hidden_many(X) - ref).mean()
-    assert err16 <= err8 / 3  # the int8 weights now dominate the error
+    # int8 with its two replicas (finer effective steps) against int16 activations.
+    assert err16 <= err8 / 2
+
+
+class _PublicOnly:
+    """A real interpreter seen only through its public methods (no native object)."""
+
+    def __init__(self, model: bytes) -> None:
+        self._it = litert.Interpreter(model_content=model, num_threads=1)
+        self._it.allocate_tensors()
+        self.get_input_details = self._it.get_input_details
+        self.get_output_details = self._it.get_output_details
+        self.set_tensor = self._it.set_tensor
+        self.get_tensor = self._it.get_tensor
+        self.invoke = self._it.invoke
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8", "int16x8"])
+def test_zero_copy_path_equals_the_public_api(bundle: ModelBundle, variant: Variant) -> None:
+    model = bundle.model_bytes(variant)
+    digest = hashlib.sha256(model).hexdigest()
+    rt = open_runtime(bundle, variant=variant)
+    assert rt.zero_copy
+    public = Runtime(bundle.hidden, _PublicOnly(model))
+    assert not public.zero_copy
+    X = raw_features(50, 24, seed=21)
+    H = rt.hidden_many(X)
+    assert np.array_equal(H, public.hidden_many(X))
+    for k in (0, 17, 49):
+        h = rt.hidden_one(X[k])
+        assert np.array_equal(h, H[k])
+        assert np.array_equal(h, public.hidden_one(X[k]))
+    # Views of the input and output buffers only: the verified model bytes stay as they were.
+    assert hashlib.sha256(bundle.model_bytes(variant)).hexdigest() == digest
+    assert rt.hidden_many(np.zeros((0, 24))).shape == (0, 64)
+    rt.close()
+    with pytest.raises(SmfelError, match="closed"):
+        rt.hidden_one(X[0])
 
 
 def test_bare_layer_builds_a_float_model(scaled_layer: HiddenLayer) -> None:

@@ -1,0 +1,55 @@
+"""A device that only loads, verifies and runs bundles never imports the model writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from smfel.agent.bundle import write_bundle
+from smfel.agent.hidden import HiddenLayer
+from smfel.agent.keys import Ed25519PrivateKey, public_key_raw
+from tests.inference.conftest import raw_features
+
+REPO = Path(__file__).resolve().parents[2]
+WRITER_MODULES = ("tflite", "smfel.agent.tflite_writer", "smfel.agent.quantise")
+
+_CHILD = """
+import sys
+import numpy as np
+import smfel.agent.daemon.service
+from smfel.agent.bundle import load_bundle
+from smfel.agent.keys import key_id, public_key_from_raw
+from smfel.agent.runtime import open_runtime
+
+key = public_key_from_raw(bytes.fromhex(sys.argv[2]))
+bundle = load_bundle(sys.argv[1], {key_id(key): key})
+for variant in ("float32", "int8", "int16x8"):
+    with open_runtime(bundle, variant=variant) as rt:
+        assert rt.status.backend == "litert", rt.status
+        assert rt.hidden_one(np.zeros(24)).shape == (64,)
+print(" ".join(m for m in sys.argv[3:] if m in sys.modules) or "none")
+"""
+
+
+def test_loading_and_running_a_bundle_does_not_import_the_writer(tmp_path: Path) -> None:
+    X = raw_features(300, 24, seed=5)
+    layer = HiddenLayer.generate(24, 64, seed=3).with_scaling(X.mean(axis=0), X.std(axis=0))
+    key = Ed25519PrivateKey.generate()
+    write_bundle(tmp_path, layer, signing_key=key, calibration=X)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(tmp_path),
+            public_key_raw(key.public_key()).hex(),
+            *WRITER_MODULES,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert out.stdout.split() == ["none"]
