@@ -30,8 +30,9 @@ from smfel.agent.protocol import (
     parse_envelope,
     parse_update,
 )
+from smfel.agent.protocol import parse as parse_module
 from smfel.agent.protocol._base import digest
-from smfel.agent.protocol._canonical import envelope_bytes
+from smfel.agent.protocol._canonical import envelope_bytes, signed_bytes_if_canonical
 from smfel.agent.protocol._fields import canonical_base64_tail
 from tests.protocol.test_envelopes import GOLDEN_UPDATE
 from tests.protocol.test_properties import updates
@@ -226,6 +227,7 @@ def test_members_of_every_json_type_are_written_as_canonical_json(
             envelope_bytes(obj, arrays_checked=False)
         return
     assert envelope_bytes(obj, arrays_checked=False) == expected
+    assert signed_bytes_if_canonical(expected[0], obj, arrays_checked=False) == expected[1]
 
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400"])
@@ -256,3 +258,98 @@ def test_a_parsed_update_is_what_its_constructor_builds(make: Any) -> None:
     assert isinstance(p.arrays, MappingProxyType)
     for name, a in env.arrays.items():
         np.testing.assert_array_equal(p.arrays[name], a)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [golden_update, golden_round, golden_global, golden_checkpoint, golden_rotation, stats_update],
+)
+def test_the_piecewise_canonical_check_takes_only_the_canonical_bytes(make: Any) -> None:
+    env = make()
+    wire = env.to_bytes()
+    obj = json.loads(wire)
+    checked = "arrays" in type(env).FIELDS
+    assert signed_bytes_if_canonical(wire, obj, arrays_checked=checked) == env.signed_bytes()
+    # Other spellings of the same object: spaces, another key order, escapes, more bytes.
+    spaced = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()
+    unsorted = json.dumps(dict(reversed(list(obj.items()))), separators=(",", ":")).encode()
+    escaped = wire.replace(b'"nonce":"', b'"nonc\\u0065":"')
+    assert json.loads(escaped) == obj
+    for other in (spaced, unsorted, escaped, wire + b" ", b" " + wire, wire[:-1] + b" }"):
+        assert json.loads(other) == obj
+        assert signed_bytes_if_canonical(other, obj, arrays_checked=checked) is None
+
+
+@pytest.mark.parametrize(
+    "members",
+    [{}, {"a": 1}, {"z": 1}, {"a": [1, 2], "z": {"b": None}}, {"arrays": {}, "t": 0.5}],
+)
+def test_the_piecewise_check_places_the_signature_among_any_members(
+    members: dict[str, Any],
+) -> None:
+    obj = {**members, "signature": "c2ln"}
+    full, signed = _both(obj)
+    assert envelope_bytes(obj, arrays_checked=True) == (full, signed)
+    assert signed_bytes_if_canonical(full, obj, arrays_checked=True) == signed
+    assert signed_bytes_if_canonical(signed, obj, arrays_checked=True) is None
+
+
+def _outcome(wire: bytes, limits: Limits) -> str:
+    try:
+        u = parse_update(wire, now=NOW, public_key=PUB, limits=limits)
+    except Rejected as err:
+        return f"{err.reason.value} {err.node_id} {err.round}"
+    return u.to_bytes().hex()
+
+
+def _mutations(wire: bytes) -> list[bytes]:
+    """Spellings near a valid update: around and inside the data strings, the markers the
+    quick loader looks for in other places, escapes, stray quotes and random byte edits."""
+    rng = np.random.default_rng(17)
+    marker = b'"data":"'
+    first = wire.index(marker) + len(marker)
+    out = [
+        wire,
+        wire.replace(marker, b'"data": "', 1),
+        wire.replace(marker, b'"data":"\\u0041', 1),
+        wire.replace(marker, b'"data":"A\\"', 1),
+        wire.replace(marker, b'"data":"\xc3\xa9', 1),
+        wire.replace(marker, b'"data":"\n', 1),
+        wire.replace(marker, b'"data":1,"x":"', 1),
+        wire.replace(b'"ward3-bed12"', b'"data":"x"', 1),
+        wire.replace(b'"kind":"beta"', b'"kind":"beta","data":"AAAA"', 1),
+        wire.replace(b'"class_counts":{', b'"class_counts":{"data":"AAAA",', 1),
+        wire.replace(b'"dtype":"<f8"', b'"dtype":"<f8","data":"AAAA"', 1),
+        wire[:first] + b'"' + wire[first:],
+        wire[:first] + wire[first + 4 :],
+        wire.replace(b"}}", b'},"data":""}}', 1),
+        wire + b'"data":"',
+        b'"data":"' + wire,
+        wire[: wire.rindex(b'"')],
+    ]
+    for _ in range(300):
+        b = bytearray(wire)
+        i = int(rng.integers(len(b)))
+        op = int(rng.integers(3))
+        if op == 0:
+            b[i] = int(rng.choice(list(b'"\\:,{}[]A=/ 0e-')))
+        elif op == 1:
+            del b[i]
+        else:
+            b[i:i] = bytes([int(rng.choice(list(b'"\\:,{}A ')))])
+        out.append(bytes(b))
+    return out
+
+
+@pytest.mark.parametrize("make", [golden_update, stats_update])
+def test_the_quick_loader_changes_no_outcome(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The quick loader (data strings cut out of the JSON scan) must give the same envelope or
+    # the same reason, node and round as the full parse, on payloads near a valid one.
+    wire = make().to_bytes()
+    wires = _mutations(wire)
+    limits = Limits(min_beats=0)
+    quick = [_outcome(w, limits) for w in wires]
+    assert quick[0] == wire.hex()
+    assert len(set(quick)) > 5  # the mutations reach several checks
+    monkeypatch.setattr(parse_module, "_load_without_data", lambda *_: None)
+    assert [_outcome(w, limits) for w in wires] == quick

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENCODER", "envelope_bytes", "json_string"]
+__all__ = ["ENCODER", "envelope_bytes", "json_string", "signed_bytes_if_canonical"]
 
 #: The encoder of ``canonical_json``, built once (``json.dumps`` builds one per call).
 ENCODER = json.JSONEncoder(
@@ -54,19 +54,19 @@ def _value(v: Any) -> str:
     return ENCODER.encode(v)
 
 
-def _arrays_member(arrays: Mapping[str, Mapping[str, Any]]) -> str:
-    """``{...}`` of an ``arrays`` member that ``_fields.get_arrays`` accepted: nothing in it
-    needs escaping, members in sorted order as ``sort_keys`` writes them."""
-    out: list[str] = []
+def _arrays_member(out: list[str], arrays: Mapping[str, Mapping[str, Any]]) -> None:
+    """Append ``{...}`` of an ``arrays`` member that ``_fields.get_arrays`` accepted to
+    ``out``: nothing in it needs escaping, members in sorted order as ``sort_keys`` writes
+    them, and each long ``data`` string stays one fragment, copied only by the final join."""
+    sep = "{"
     for name in sorted(arrays):
         spec = arrays[name]
-        shape = ",".join([int.__repr__(s) for s in spec["shape"]])
-        out.append(f'"{name}":{{"data":"')
+        shape = ",".join(map(str, spec["shape"]))  # ints: ``get_arrays`` checked them
+        out.append(f'{sep}"{name}":{{"data":"')
         out.append(spec["data"])
         out.append(f'","dtype":"{spec["dtype"]}","shape":[{shape}]}}')
-        out.append(",")
-    out[-1:] = []  # no comma after the last member (and nothing when there is none)
-    return "{" + "".join(out) + "}"
+        sep = ","
+    out.append("}" if sep == "," else "{}")
 
 
 _Layout = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
@@ -89,6 +89,40 @@ def _layout(names: tuple[str, ...]) -> _Layout:
     return got
 
 
+def _pieces(obj: Mapping[str, Any], arrays_checked: bool) -> tuple[bytes, bytes, bytes]:
+    """``canonical_json(obj)`` in three pieces: ``{`` and the members before ``signature``,
+    the ``signature`` member, the members after it and ``}`` (no commas between pieces)."""
+    first, last = _layout(tuple(obj))
+    out: list[str] = ["{"]
+    for k, prefix in first:
+        if len(out) > 1:
+            out.append(",")
+        out.append(prefix)
+        if arrays_checked and k == _ARRAYS:
+            _arrays_member(out, obj[k])
+        else:
+            out.append(_value(obj[k]))
+    try:
+        head = "".join(out).encode("utf-8")
+        tail = (",".join([p + _value(obj[k]) for k, p in last]) + "}").encode("utf-8")
+        signature = ('"signature":' + _value(obj[_SIGNATURE])).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"a string has no UTF-8 encoding: {err.reason}") from None
+    return head, signature, tail
+
+
+def _after_head(head: bytes, signature: bytes, tail: bytes) -> bytes:
+    """What follows ``head`` in the whole encoding (``head`` is ``{`` alone when no member
+    sorts before ``signature``, ``tail`` is ``}`` alone when none sorts after it)."""
+    return b"".join(
+        [b"," if len(head) > 1 else b"", signature, b"," if len(tail) > 1 else b"", tail]
+    )
+
+
+def _signed(head: bytes, tail: bytes) -> bytes:
+    return b"".join([head, b"," if len(head) > 1 and len(tail) > 1 else b"", tail])
+
+
 def envelope_bytes(obj: Mapping[str, Any], *, arrays_checked: bool) -> tuple[bytes, bytes]:
     """``(canonical_json(obj), canonical_json(obj without "signature"))``.
 
@@ -97,16 +131,18 @@ def envelope_bytes(obj: Mapping[str, Any], *, arrays_checked: bool) -> tuple[byt
     is then written without the escape scan). ``ValueError`` when ``obj`` has no JSON
     encoding (an infinite number, a lone surrogate), as ``canonical_json`` would raise.
     """
-    first, last = _layout(tuple(obj))
-    arrays = _ARRAYS if arrays_checked else None
-    before = [p + (_arrays_member(obj[k]) if k == arrays else _value(obj[k])) for k, p in first]
-    after = [p + _value(obj[k]) for k, p in last]
-    try:
-        head = ("{" + ",".join(before)).encode("utf-8")
-        tail = (",".join(after) + "}").encode("utf-8")
-        signature = ('"signature":' + _value(obj[_SIGNATURE])).encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"a string has no UTF-8 encoding: {err.reason}") from None
-    full = b"".join([head, b"," if before else b"", signature, b"," if after else b"", tail])
-    signed = b"".join([head, b"," if before and after else b"", tail])
-    return full, signed
+    head, signature, tail = _pieces(obj, arrays_checked)
+    return head + _after_head(head, signature, tail), _signed(head, tail)
+
+
+def signed_bytes_if_canonical(
+    data: bytes, obj: Mapping[str, Any], *, arrays_checked: bool
+) -> bytes | None:
+    """``canonical_json(obj without "signature")`` if ``data`` is ``canonical_json(obj)``,
+    else ``None`` (arguments and errors as :func:`envelope_bytes`). The received bytes are
+    compared piece by piece, so the whole encoding is never built, only the signed bytes."""
+    head, signature, tail = _pieces(obj, arrays_checked)
+    rest = _after_head(head, signature, tail)  # small: the signature and what follows
+    if len(data) != len(head) + len(rest) or not (data.startswith(head) and data.endswith(rest)):
+        return None
+    return _signed(head, tail)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from smfel.agent.keys import Ed25519PublicKey, key_id, verify_bytes
 from smfel.agent.protocol import _fields as f
 from smfel.agent.protocol._base import SignedEnvelope, check_hash
-from smfel.agent.protocol._canonical import envelope_bytes
+from smfel.agent.protocol._canonical import envelope_bytes, signed_bytes_if_canonical
 from smfel.agent.protocol.control import GlobalModel, LedgerCheckpoint, RoundAnnouncement
 from smfel.agent.protocol.limits import DEFAULT_LIMITS, RETAINED_LIMITS, Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
@@ -144,47 +144,122 @@ def verify_signature(envelope: SignedEnvelope, public_key: Ed25519PublicKey) -> 
         raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
 
 
+_DATA_MEMBER = b'"data":"'
+
+
+def _load_without_data(data: bytes, limits: Limits) -> dict[str, Any] | None:
+    """The JSON object of a canonical payload whose arrays' ``data`` strings are cut out
+    before the JSON scan and put back after it (the scan costs about as much per character as
+    the rest of the parse put together); ``None`` when the payload is not of that shape.
+
+    Nothing here is trusted on its own: the caller uses the object only once the canonical
+    check has found ``canonical_json(obj) == data``, which makes it exactly the object
+    ``load_json(data)`` gives (a canonical encoding reads back to its object), and otherwise
+    parses ``data`` in full, so every refusal keeps the reason and order of the full parse.
+    """
+    if len(data) > limits.max_payload_bytes:
+        return None
+    view = memoryview(data)
+    pieces: list[memoryview] = []
+    strings: list[str] = []
+    start = 0
+    while (i := data.find(_DATA_MEMBER, start)) >= 0:
+        begin = i + len(_DATA_MEMBER)
+        end = data.find(b'"', begin)
+        if end < 0:
+            return None
+        try:
+            strings.append(str(view[begin:end], "ascii"))
+        except UnicodeDecodeError:
+            return None
+        pieces.append(view[start:begin])  # up to and with the opening quote: "data":""
+        start = end
+    if not strings:
+        return None
+    pieces.append(view[start:])
+    try:
+        obj = load_json(b"".join(pieces), limits)
+    except Rejected:
+        return None
+    arrays = obj.get("arrays")
+    if type(arrays) is not dict or len(arrays) != len(strings):
+        return None
+    for spec, text in zip(arrays.values(), strings, strict=True):
+        if type(spec) is not dict or spec.get("data") != "":
+            return None
+        spec["data"] = text
+    return obj
+
+
+def _read(cls: type[E], data: bytes, obj: dict[str, Any], limits: Limits) -> tuple[E, bytes]:
+    """Steps 3-5: the member set, every member's format, the canonical form; the envelope and
+    the bytes its signature covers."""
+    _check_members(obj, cls)
+    env = cls.from_obj(obj, limits)
+    assert isinstance(env, cls)
+    # The canonical form is checked against the received bytes piece by piece, and the signed
+    # bytes are built from the same pieces. Every envelope with an ``arrays`` member reads it
+    # with ``_fields.get_arrays`` in ``from_obj``, which has just succeeded, so the arrays may
+    # be written without the escape scan.
+    arrays_checked = "arrays" in cls.FIELDS
+    try:
+        if limits.require_canonical:
+            signed = signed_bytes_if_canonical(data, obj, arrays_checked=arrays_checked)
+        else:
+            signed = envelope_bytes(obj, arrays_checked=arrays_checked)[1]
+    except ValueError as err:
+        signed = None
+        detail = f"no canonical encoding: {err}"[:300]
+    else:
+        detail = "not the canonical encoding (sorted keys, no spaces, UTF-8, shortest numbers)"
+    if signed is None:
+        raise Rejected(
+            Reason.MALFORMED,
+            detail,
+            node_id=getattr(env, "node_id", None),
+            round=getattr(env, "round", None),
+        )
+    return env, signed
+
+
 def _parse(
     cls: type[E],
-    data: bytes,
+    payload: bytes | bytearray | memoryview,
     limits: Limits,
     now: dt.datetime | None,
     public_key: Ed25519PublicKey | None,
     obj: dict[str, Any] | None = None,
 ) -> E:
-    if obj is None:
-        obj = load_json(data, limits)
-    _check_members(obj, cls)
-    env = cls.from_obj(obj, limits)
-    assert isinstance(env, cls)
-    node_id, rnd = getattr(env, "node_id", None), getattr(env, "round", None)
+    # Another type is refused by ``load_json`` below, with its reason.
+    data = bytes(payload) if isinstance(payload, bytearray | memoryview) else payload
+    read: tuple[E, bytes] | None = None
+    if obj is None and limits.require_canonical and "arrays" in cls.FIELDS:
+        quick = _load_without_data(data, limits) if type(data) is bytes else None
+        if quick is not None:
+            try:
+                read = _read(cls, data, quick, limits)
+            except Rejected:
+                pass  # parsed in full below, for the reason of the first failing check
+    if read is None:
+        if obj is None:
+            obj = load_json(data, limits)
+        read = _read(cls, data, obj, limits)
+    env, signed = read
     try:
-        # One encoding gives both the canonical bytes and the signed bytes. Every envelope
-        # with an ``arrays`` member reads it with ``_fields.get_arrays`` in ``from_obj``, which
-        # has just succeeded, so the arrays may be written without the escape scan.
-        try:
-            canonical, signed = envelope_bytes(obj, arrays_checked="arrays" in cls.FIELDS)
-        except ValueError as err:
-            raise Rejected(Reason.MALFORMED, f"no canonical encoding: {err}"[:300]) from None
-        if limits.require_canonical and canonical != data:
-            raise Rejected(
-                Reason.MALFORMED,
-                "not the canonical encoding (sorted keys, no spaces, UTF-8, shortest numbers)",
-            )
-        payload = env.array_payload()
-        if payload is not None:
-            check_hash(*payload)
+        carried = env.array_payload()
+        if carried is not None:
+            check_hash(*carried)
         if public_key is not None:
             if key_id(public_key) != env.key_id:
                 raise Rejected(Reason.UNKNOWN_KEY, f"signed by {env.key_id}, not the given key")
             if not verify_bytes(public_key, signed, env.signature):
                 raise Rejected(Reason.BAD_SIGNATURE, "the Ed25519 signature does not verify")
         check_timestamp(env, limits, now)
-        if payload is not None:
-            f.check_finite(payload[1])
+        if carried is not None:
+            f.check_finite(carried[1])
         env.check_values(limits)
     except Rejected as err:
-        err.node_id, err.round = node_id, rnd
+        err.node_id, err.round = getattr(env, "node_id", None), getattr(env, "round", None)
         raise
     return env
 
