@@ -44,9 +44,13 @@ def test_emulation_is_what_the_interpreter_computes(activation: Activation, repl
     cal = calibrate(layer, X[:1000], replicas=replicas)
     H = _run(int8_model(layer, cal), X[1000:])
     diff = np.abs(H - emulate_int8(layer, cal, X[1000:]))
-    # Only rare ties of the fixed-point requantisation may round the other way.
-    assert np.mean(diff > 1e-6) <= 1e-3
-    assert diff.max() <= 4 / 128
+    # Only rare near-ties may round the other way: in the fixed-point requantisation, or in the
+    # reference kernels' fixed-point activation (LiteRT's XNNPACK int8 kernels match exactly
+    # on x86_64; tflite_runtime's reference kernels differ on about 0.2 % of the values). One
+    # pre-activation step is up to 4 output steps where the activation is steepest.
+    step = 1 / 256 if activation == "sigmoid" else 1 / 128
+    assert np.mean(diff > 1e-6) <= 5e-3
+    assert diff.max() <= 4 * step
     assert np.abs(H - layer.transform(X[1000:])).max() > 1e-4  # it is an integer model
 
 
