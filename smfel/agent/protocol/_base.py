@@ -2,6 +2,8 @@
 
 The signature is Ed25519 (RFC 8032) over ``canonical_json`` of the envelope's JSON object
 without its ``signature`` member; the wire bytes are ``canonical_json`` of the whole object.
+Both are written by ``_canonical.canonical_bytes``, the same bytes without the escape scan of
+the arrays' base64 (a quarter of what signing an update cost).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from smfel.agent.codec import canonical_json
 from smfel.agent.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, sign_bytes, verify_bytes
 from smfel.agent.protocol import _fields as f
-from smfel.agent.protocol._canonical import json_string
+from smfel.agent.protocol._canonical import canonical_bytes, json_string
 from smfel.agent.protocol.limits import Limits
 from smfel.agent.protocol.reasons import Reason, Rejected
 
@@ -68,11 +69,11 @@ class SignedEnvelope:
         return d
 
     def signed_bytes(self) -> bytes:
-        return canonical_json(self.body())
+        return canonical_bytes(self.body(), arrays_checked=True)
 
     def to_bytes(self) -> bytes:
         """The wire encoding: canonical JSON of the whole envelope."""
-        return canonical_json(self.to_dict())
+        return canonical_bytes(self.to_dict(), arrays_checked=True)
 
     @property
     def envelope_id(self) -> str:
@@ -103,7 +104,7 @@ def sign_body(key: Ed25519PrivateKey, body: dict[str, Any]) -> str:
     """Signature of ``body`` (which must already carry the signer's ``key_id``)."""
     if body.get("key_id") != key_id(key):
         raise ValueError("the body's key_id is not the signing key's id")
-    return sign_bytes(key, canonical_json(body))
+    return sign_bytes(key, canonical_bytes(body, arrays_checked=True))
 
 
 _E = TypeVar("_E", bound=SignedEnvelope)

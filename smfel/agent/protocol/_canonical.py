@@ -23,7 +23,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENCODER", "envelope_bytes", "json_string", "signed_bytes_if_canonical"]
+__all__ = [
+    "ENCODER",
+    "canonical_bytes",
+    "envelope_bytes",
+    "json_string",
+    "signed_bytes_if_canonical",
+]
 
 #: The encoder of ``canonical_json``, built once (``json.dumps`` builds one per call).
 ENCODER = json.JSONEncoder(
@@ -55,18 +61,39 @@ def _value(v: Any) -> str:
 
 
 def _arrays_member(out: list[str], arrays: Mapping[str, Mapping[str, Any]]) -> None:
-    """Append ``{...}`` of an ``arrays`` member that ``_fields.get_arrays`` accepted to
-    ``out``: nothing in it needs escaping, members in sorted order as ``sort_keys`` writes
-    them, and each long ``data`` string stays one fragment, copied only by the final join."""
+    """Append ``{...}`` of an ``arrays`` member whose ``data`` strings are base64 (which JSON
+    never escapes) and shapes lists of integers to ``out``: members in sorted order as
+    ``sort_keys`` writes them, names and dtypes escaped as the encoder would (they are short),
+    and each long ``data`` string one fragment, copied only by the final join."""
     sep = "{"
     for name in sorted(arrays):
         spec = arrays[name]
-        shape = ",".join(map(str, spec["shape"]))  # ints: ``get_arrays`` checked them
-        out.append(f'{sep}"{name}":{{"data":"')
+        shape = ",".join(map(int.__repr__, spec["shape"]))
+        out.append(f'{sep}{json_string(name)}:{{"data":"')
         out.append(spec["data"])
-        out.append(f'","dtype":"{spec["dtype"]}","shape":[{shape}]}}')
+        out.append(f'","dtype":{json_string(spec["dtype"])},"shape":[{shape}]}}')
         sep = ","
     out.append("}" if sep == "," else "{}")
+
+
+def canonical_bytes(obj: Mapping[str, Any], *, arrays_checked: bool) -> bytes:
+    """``canonical_json(obj)`` of an envelope's JSON object; with ``arrays_checked`` its
+    ``arrays`` member must hold base64 ``data`` strings and integer shapes (what
+    ``arrays_to_wire`` writes and ``get_arrays`` accepts) and is written without the scan."""
+    out: list[str] = ["{"]
+    for k in sorted(obj):
+        if len(out) > 1:
+            out.append(",")
+        out.append(json_string(k) + ":")
+        if arrays_checked and k == _ARRAYS:
+            _arrays_member(out, obj[k])
+        else:
+            out.append(_value(obj[k]))
+    out.append("}")
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"a string has no UTF-8 encoding: {err.reason}") from None
 
 
 _Layout = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
