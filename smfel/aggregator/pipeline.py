@@ -46,9 +46,11 @@ _NODE_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
 
 def _field(payload: bytes, marker: bytes, pattern: re.Pattern[bytes]) -> str | None:
-    """The string value after ``marker`` when it has ``pattern``'s form (bytes.find is a
-    memchr scan, far cheaper than a regex over the base64 arrays)."""
-    i = payload.find(marker)
+    """The string value after the last ``marker`` when it has ``pattern``'s form. Searched
+    from the end: in the canonical form ``key_id`` and ``node_id`` follow the long base64
+    of ``arrays``, so the search reads a few hundred bytes instead of the whole payload (a
+    forward search cost more than the rest of the pipeline's own checks)."""
+    i = payload.rfind(marker)
     if i < 0:
         return None
     start = i + len(marker)
@@ -165,6 +167,12 @@ class Verifier:
             )
         except WireRejected as err:
             raise Rejected(err.reason, err.detail, node_id=err.node_id or node) from err
+        if upd.node_id != record.node_id:  # the scan above read the canonical form; recheck
+            raise Rejected(
+                Reason.UNKNOWN_KEY,
+                f"key {kid} is enrolled for another node",
+                node_id=upd.node_id,
+            )
         # The parser only accepts the canonical encoding, so the payload is the envelope's
         # wire form and its SHA-256 is the envelope id (no re-encoding needed).
         uh = "sha256:" + hashlib.sha256(payload).hexdigest()

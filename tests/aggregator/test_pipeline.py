@@ -207,3 +207,15 @@ def test_arrays_with_a_forbidden_dtype_are_refused(registry: Registry) -> None:
     with pytest.raises(Rejected) as info:
         _verifier(registry, "beta").verify(json.dumps(forged).encode(), round=1)
     assert info.value.reason is Reason.BAD_SHAPE
+
+
+def test_a_key_signs_only_for_its_own_node(registry: Registry, hidden: HiddenLayer) -> None:
+    key = enrol(registry, "a")
+    enrol(registry, "b")
+    lr = learner(hidden, 7)
+    v = _verifier(registry)
+    with pytest.raises(Rejected) as info:
+        v.verify(_payload(stats_update(key, "b", 1, lr)), round=1)  # a's key, b's name
+    assert info.value.reason is Reason.UNKNOWN_KEY
+    assert info.value.node_id == "b"
+    assert v.verify(_payload(stats_update(key, "a", 1, lr)), round=1).node_id == "a"
