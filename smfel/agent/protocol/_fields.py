@@ -7,7 +7,6 @@ the field and what was expected.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import functools
@@ -176,6 +175,7 @@ def arrays_to_wire(arrays: Mapping[str, NDArray[Any]]) -> dict[str, dict[str, An
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(name) for name in ALLOWED_DTYPES}
+_SPEC_MEMBERS = frozenset({"dtype", "shape", "data"})
 
 
 def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]]:
@@ -190,7 +190,7 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
     for name, spec in v.items():
         if not ARRAY_NAME.fullmatch(name):
             raise fail(f"array name {name[:40]!r} must match {ARRAY_NAME.pattern}")
-        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data"}:
+        if not isinstance(spec, dict) or spec.keys() != _SPEC_MEMBERS:
             raise fail(f"arrays.{name} must be an object with exactly dtype, shape and data")
         dtype, shape, data = spec["dtype"], spec["shape"], spec["data"]
         if not isinstance(dtype, str) or dtype not in limits.allowed_dtypes:
@@ -198,18 +198,22 @@ def get_arrays(obj: Mapping[str, Any], limits: Limits) -> dict[str, NDArray[Any]
                 Reason.BAD_SHAPE,
                 f"arrays.{name}.dtype {dtype!r:.40} is not one of {sorted(limits.allowed_dtypes)}",
             )
-        if not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_INT for s in shape
-        ):
+        if not isinstance(shape, list):
             raise fail(f"arrays.{name}.shape must be a list of non-negative integers")
-        if len(shape) > limits.max_dims:
+        count = 1
+        # Entries are checked before the number of dimensions, and multiplied only when
+        # there are few of them (the product of a long list of large numbers is slow).
+        few = len(shape) <= limits.max_dims
+        for s in shape:
+            if type(s) is not int or not 0 <= s <= MAX_INT:  # JSON gives exact ints (no bool)
+                raise fail(f"arrays.{name}.shape must be a list of non-negative integers")
+            if few:
+                count *= s
+        if not few:
             raise Rejected(
                 Reason.BAD_SHAPE,
                 f"arrays.{name} has {len(shape)} dimensions, at most {limits.max_dims} allowed",
             )
-        count = 1
-        for s in shape:
-            count *= s
         total += count
         if total > limits.max_elements:
             raise Rejected(
@@ -252,7 +256,7 @@ def canonical_base64_tail(raw: bytes, text: str) -> bool:
     whole array again.
     """
     tail = len(raw) % 3 or 3
-    return not raw or base64.b64encode(raw[-tail:]).decode("ascii") == text[-4:]
+    return not raw or binascii.b2a_base64(raw[-tail:], newline=False).decode("ascii") == text[-4:]
 
 
 def check_finite(arrays: Mapping[str, NDArray[Any]]) -> None:
