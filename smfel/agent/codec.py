@@ -51,15 +51,17 @@ def _binascii_encode(data: bytes | memoryview) -> str:
 
 def _load_base64() -> tuple[str, Callable[[str], bytes], Callable[[bytes | memoryview], str]]:
     try:
-        import pybase64
+        import pybase64  # type: ignore[import-not-found, unused-ignore]
     except ImportError:  # optional: the standard library gives the same results, slower
         return "binascii", _binascii_decode, _binascii_encode
 
     def decode(text: str) -> bytes:
-        return pybase64.b64decode(text, validate=True)
+        raw: bytes = pybase64.b64decode(text, validate=True)
+        return raw
 
     def encode(data: bytes | memoryview) -> str:
-        return pybase64.b64encode(data).decode("ascii")
+        text: bytes = pybase64.b64encode(data)
+        return text.decode("ascii")
 
     return "pybase64", decode, encode
 

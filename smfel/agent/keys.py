@@ -39,8 +39,8 @@ def _load_sodium() -> Callable[[bytes, bytes], bool] | None:
     """``verify(signature + message, raw_public_key)`` by libsodium, if PyNaCl is installed
     (it is optional: OpenSSL does every verification without it)."""
     try:
-        from nacl.bindings import crypto_sign_open
-        from nacl.exceptions import BadSignatureError
+        from nacl.bindings import crypto_sign_open  # type: ignore[import-not-found, unused-ignore]
+        from nacl.exceptions import BadSignatureError  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return None
 
