@@ -1,16 +1,16 @@
-"""Canonical bytes of a parsed envelope, built without the general JSON encoder (internal).
+"""Canonical bytes of an envelope, written without the general JSON encoder (internal).
 
 ``canonical_json`` (sorted keys, no spaces, UTF-8; RFC 8259 JSON) is too slow for a receiver
 that checks thousands of envelopes a second: each call builds an encoder and, on an update,
 scans the long base64 strings of the arrays for characters to escape (about 2 ns per character,
 20 us for one 256 x 4 ``beta``). Here the scalar members are written directly, as the encoder
 writes them (strings by the encoder's own C escaping function, integers and floats by their
-``repr``), lists and objects other than ``arrays`` by the encoder, and the ``arrays`` member,
-once the parser has read it with ``_fields.get_arrays`` (names of ``[A-Za-z0-9_]``, allowed
-dtype spellings, lists of integers, strict base64 ``data``: nothing JSON escapes), without any
-scan. The same pieces give both encodings the parser needs: the whole envelope (compared with
-the received bytes) and the envelope without ``signature`` (the bytes the Ed25519 signature
-covers, RFC 8032).
+``repr``), lists and objects other than ``arrays`` by the encoder, and the ``arrays`` member
+without the scan of its ``data``: base64, which JSON never escapes, whether ``arrays_to_wire``
+wrote it or ``_fields.get_arrays`` has just decoded it strictly. The parser checks the received
+bytes against the pieces (the members before ``signature``, ``signature``, the members after)
+without joining them, and builds from the same pieces the bytes the Ed25519 signature covers
+(RFC 8032): the envelope without ``signature``.
 
 The result is byte for byte ``canonical_json`` of the same object; the protocol tests compare
 the two on every envelope type, on generated updates and on members of every JSON type.
