@@ -1,25 +1,11 @@
 """Streaming beat extraction: R peaks to feature vectors, with labels from the stream.
 
-Each beat's features (length :data:`N_FEATURES`):
-
-* ``WINDOW_POINTS`` samples of the cleaned ECG from 250 ms before to about 417 ms after the R
-  peak: ``WINDOW_POINTS`` points ``STRIDE`` samples (33 ms) apart, each the mean of
-  ``DECIMATE`` samples (17 ms, a boxcar that keeps the QRS shape), divided by the patient's running QRS amplitude (the peak-to-peak amplitude of
-  the windows, averaged as below), which removes most of the amplitude differences between
-  patients and electrode placements;
-* RR features in seconds: previous, next, local mean (the last ``LOCAL_BEATS`` previous RR
-  intervals) and record mean, then previous, next and local divided by the record mean, and the
-  prematurity ratios previous/local and previous/next.
-
-The record-level estimates (mean RR, amplitude) are running estimates (cumulative means over
-the first ``MEAN_BEATS`` and ``AMP_BEATS`` beats, then exponential averages with those time
-constants), so a device computes them causally and
-:func:`smfel.sensors.records.load_record_beats` computes exactly the same numbers. The choice
-of features was made by leave-one-patient-out cross-validation inside MIT-BIH DS1.
-
-These follow the morphology-plus-interval features of de Chazal et al., IEEE TBME 51(7) (2004)
-and Mondejar-Guerra et al., BSPC 47 (2019), in their simplest form, leaving the non-linear
-combination to the ELM's hidden layer.
+Each beat's features (length :data:`N_FEATURES`) are computed by
+:class:`smfel.sensors.features.BeatFeatures` from the cleaned ECG segment around the R peak
+(``PRE`` before to ``POST`` after it) and the RR intervals before and after the beat: rhythm
+and irregularity relative to the patient's recent RR intervals, and morphology against the
+patient's running average beat. Every running estimate is causal, so a device and
+:func:`smfel.sensors.records.load_record_beats` compute exactly the same numbers.
 
 A beat is emitted once the samples after its R peak and the next R peak are known (or after
 ``RR_MAX`` seconds without one), so latency is bounded by the detector's latency plus the
@@ -31,7 +17,6 @@ nearest to them within ``MATCH_TOLERANCE`` (150 ms, the EC57 window).
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,39 +25,23 @@ from numpy.typing import NDArray
 
 from smfel.sensors.aami import aami_class
 from smfel.sensors.chunk import MODEL_FS, Chunk
+from smfel.sensors.features import FEATURE_NAMES, N_FEATURES, BeatFeatures
 from smfel.sensors.filters import SOSStream, cleaning_sos
 from smfel.sensors.qrs import QRSDetector
 
 __all__ = [
-    "DECIMATE",
     "FEATURE_NAMES",
     "MATCH_TOLERANCE",
     "N_FEATURES",
     "RR_MAX",
-    "WINDOW_POINTS",
     "Beat",
     "BeatExtractor",
 ]
 
 F64 = NDArray[np.float64]
 
-PRE = 0.250  # seconds of window before the R peak
-DECIMATE = 6
-STRIDE = 12
-WINDOW_POINTS = 20
 RR_MAX = 3.0  # seconds; longer intervals are clipped (and end the wait for a next beat)
-LOCAL_BEATS = 10
-MEAN_BEATS = 500
-AMP_BEATS = 100
-MIN_AMPLITUDE = 0.01  # mV; guards a flat line
 MATCH_TOLERANCE = 0.150
-
-FEATURE_NAMES: tuple[str, ...] = (
-    *(f"w{i}" for i in range(WINDOW_POINTS)),
-    "rr_prev", "rr_next", "rr_local", "rr_mean", "rr_prev_n", "rr_next_n", "rr_local_n",
-    "rr_prev_local", "rr_prev_next",
-)  # fmt: skip
-N_FEATURES = len(FEATURE_NAMES)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,23 +55,6 @@ class Beat:
     rr_next: float
     symbol: str | None = None
     label: str | None = None
-
-
-class _RecordStats:
-    """Running RR and amplitude statistics (the causal record normalisation)."""
-
-    def __init__(self) -> None:
-        self.local: deque[float] = deque(maxlen=LOCAL_BEATS)
-        self.mean = 0.0
-        self.amplitude = 0.0
-        self.count = 0
-
-    def update(self, rr: float, amplitude: float) -> tuple[float, float, float]:
-        self.local.append(rr)
-        self.count += 1
-        self.mean += (rr - self.mean) / min(self.count, MEAN_BEATS)
-        self.amplitude += (amplitude - self.amplitude) / min(self.count, AMP_BEATS)
-        return sum(self.local) / len(self.local), self.mean, max(self.amplitude, MIN_AMPLITUDE)
 
 
 class BeatExtractor:
@@ -120,11 +72,9 @@ class BeatExtractor:
             raise ValueError(f"peaks must be 'detected' or 'labels', got {peaks!r}")
         self.fs = fs
         self.peaks = peaks
-        self.pre = int(round(PRE * fs))
-        # STRIDE and DECIMATE are counted at the model's rate; other rates scale them.
-        self.stride = max(1, int(round(STRIDE * fs / MODEL_FS)))
-        self.decimate = max(1, int(round(DECIMATE * fs / MODEL_FS)))
-        self.width = WINDOW_POINTS * self.stride
+        shape = BeatFeatures(fs)
+        self.pre = shape.pre
+        self.width = shape.length
         self.rr_max = int(round(RR_MAX * fs))
         self.tol = int(round(MATCH_TOLERANCE * fs))
         self.unmatched_labels = 0
@@ -140,7 +90,7 @@ class BeatExtractor:
         self._peaks: list[int] = []  # final R peaks not yet emitted (plus the last emitted)
         self._prev: int | None = None
         self._labels: list[tuple[int, str]] = []
-        self._stats = _RecordStats()
+        self._features = BeatFeatures(self.fs)
 
     # -- public -------------------------------------------------------------------------------
     def push(self, chunk: Chunk) -> list[Beat]:
@@ -212,23 +162,13 @@ class BeatExtractor:
         lo, hi = max(a, 0), min(a + self.width, len(self._buf))
         if hi > lo:
             w[lo - a : hi - a] = self._buf[lo:hi]
-        acc = w[0 :: self.stride].copy()
-        for j in range(1, self.decimate):
-            acc += w[j :: self.stride]
-        acc *= 1.0 / self.decimate
-        return acc
+        return w
 
     def _beat(self, r: int, prev: int, nxt: int | None) -> Beat:
         fs = self.fs
         rr_prev = min(r - prev, self.rr_max) / fs
         rr_next = (min(nxt - r, self.rr_max) if nxt is not None else self.rr_max) / fs
-        window = self._window(r)
-        local, mean, amp = self._stats.update(rr_prev, float(window.max() - window.min()))
-        rr = np.array(
-            [rr_prev, rr_next, local, mean, rr_prev / mean, rr_next / mean, local / mean,
-             rr_prev / local, rr_prev / rr_next]
-        )  # fmt: skip
-        feats = np.concatenate([window / amp, rr])
+        feats = self._features.update(self._window(r), rr_prev, rr_next)
         symbol = self._take_label(r)
         assert self._t_base is not None
         t = self._t_base[1] + (r - self._t_base[0]) / fs
