@@ -7,6 +7,7 @@ import pytest
 
 from smfel.agent.model_defaults import (
     CLASS_WEIGHT_FACTORS,
+    CLASS_WEIGHT_POWER,
     DEFAULT_CLASSES,
     DEFAULT_HIDDEN,
     default_class_weights,
@@ -21,13 +22,22 @@ def test_classes_are_the_aami_classes_without_q() -> None:
     assert DEFAULT_HIDDEN > 0
 
 
-def test_class_weights_balance_the_classes_then_damp_fusion_beats() -> None:
+def test_class_weights_lift_rare_classes_then_damp_fusion_beats() -> None:
     counts = np.array([9000, 300, 600, 100])
     w = default_class_weights(counts)
     total = w * counts
-    # N, S and V carry the same total weight; F a fixed fraction of it.
-    assert total[0] == pytest.approx(total[1]) == pytest.approx(total[2])
-    assert total[3] == pytest.approx(CLASS_WEIGHT_FACTORS.get("F", 1.0) * total[0])
+    # Rare classes weigh more per beat, and less in total than with fully balanced weights:
+    # the total weight of a class grows as its count to the power 1 - CLASS_WEIGHT_POWER.
+    assert w[1] > w[2] > w[0]
+    assert 0.0 < CLASS_WEIGHT_POWER <= 1.0
+    for k in (1, 2):
+        assert total[k] / total[0] == pytest.approx(
+            (counts[k] / counts[0]) ** (1 - CLASS_WEIGHT_POWER)
+        )
+    f = CLASS_WEIGHT_FACTORS.get("F", 1.0)
+    assert total[3] / total[0] == pytest.approx(
+        f * (counts[3] / counts[0]) ** (1 - CLASS_WEIGHT_POWER)
+    )
     # An absent class keeps weight 1 (times its factor), so the vector is always usable.
     assert np.isfinite(default_class_weights([10, 0, 5, 0])).all()
     with pytest.raises(ValueError, match="4 classes but 3 counts"):
