@@ -7,8 +7,6 @@ import it, which the last test checks in a fresh interpreter.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,15 +184,3 @@ def test_running_max_equals_a_nearest_mode_maximum_filter(values: list[float], r
 def test_row_medians_equal_numpy(rows: int, width: int, seed: int) -> None:
     a = np.round(np.random.default_rng(seed).normal(size=(rows, width)), 1)  # ties too
     assert np.array_equal(_row_medians(a), np.median(a, axis=1, keepdims=True))
-
-
-@pytest.mark.parametrize(
-    "module",
-    ["smfel.sensors", "smfel.sensors.beats", "smfel.sensors.qrs", "smfel.sensors.sources"],
-)
-def test_the_device_signal_path_does_not_import_scipy(module: str) -> None:
-    code = f"import sys, {module}; print([m for m in sys.modules if m.split('.')[0] == 'scipy'])"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.strip() == "[]"
