@@ -41,8 +41,7 @@ def test_names_match_the_vector() -> None:
 
 def test_steady_identical_beats_match_their_template_and_are_regular() -> None:
     X = _run([(_beat(), 0.8, 0.8)] * 40)
-    for name in ("corr_qrs", "corr_beat", "corr_p", "corr_t"):
-        assert X[-1, COL[name]] == pytest.approx(1.0)
+    assert X[-1, COL["corr_p"]] == pytest.approx(1.0)
     for name in ("rms_qrs", "rms_t", "rr_local_msd", "rr_local_sd", "rr_irr_fraction"):
         assert X[-1, COL[name]] == pytest.approx(0.0, abs=1e-12)
     for name in ("rr_prev_n", "rr_next_n", "rr_local_n", "rr_prev_local", "rr_prev_next"):
@@ -54,8 +53,8 @@ def test_a_premature_wide_inverted_beat_stands_out() -> None:
     pvc = (_beat(width=0.04, sign=-1.0, p_wave=0.0), 0.45, 1.15)
     X = _run([*normal, pvc, (_beat(), 1.15, 0.8)])
     n, v = X[-3], X[-2]
-    assert v[COL["corr_qrs"]] < 0.0 and n[COL["corr_qrs"]] > 0.99
-    assert v[COL["rms_qrs"]] > 0.2 > n[COL["rms_qrs"]]
+    assert v[COL["rms_qrs"]] > 0.3 and n[COL["rms_qrs"]] < 0.01
+    assert v[COL["corr_p"]] < 0.5 and n[COL["corr_p"]] > 0.99
     assert v[COL["rr_prev_local"]] < 0.6 and v[COL["rr_prev_next"]] < 0.5
     assert v[COL["rr_prev_n"]] < 0.6 and v[COL["rr_next_n"]] > 1.3
 
@@ -67,7 +66,7 @@ def test_premature_beats_stay_out_of_the_template() -> None:
     for _ in range(40):
         beats += [(_beat(sign=-1.0, width=0.03), 0.5, 1.1), (_beat(), 1.1, 0.5)]
     X = _run(beats)
-    assert X[-2, COL["corr_qrs"]] < 0.0 and X[-1, COL["corr_qrs"]] > 0.99
+    assert X[-2, COL["rms_qrs"]] > 0.3 and X[-1, COL["rms_qrs"]] < 0.01
 
 
 def test_irregularity_separates_alternating_from_steady_rhythm() -> None:
@@ -113,13 +112,16 @@ def test_real_ventricular_and_premature_atrial_beats_stand_out(mitdb: Path) -> N
     # Record 119: 444 V beats among normal beats, long runs of them in bigeminy (the template
     # must stay the normal beat); record 220: 94 premature atrial (S) beats.
     rb = load_record_beats(mitdb, "119", beats="detected")
-    corr = rb.X[:, COL["corr_qrs"]]
-    assert np.median(corr[rb.labels == "V"]) < 0.8
-    assert np.median(corr[rb.labels == "N"]) > 0.95
+    rms = rb.X[:, COL["rms_qrs"]]
+    assert np.median(rms[rb.labels == "V"]) > 0.2
+    assert np.median(rms[rb.labels == "N"]) < 0.05
     rb = load_record_beats(mitdb, "220", beats="detected")
     early = rb.X[:, COL["rr_prev_local"]]
     assert np.median(early[rb.labels == "S"]) < 0.8
     assert np.median(early[rb.labels == "N"]) > 0.95
-    # Both keep the normal QRS shape.
-    shape = rb.X[:, COL["corr_qrs"]]
-    assert np.median(shape[rb.labels == "S"]) > 0.9
+    # Both keep the normal QRS shape; the P wave of the S beats differs.
+    rms = rb.X[:, COL["rms_qrs"]]
+    assert np.median(rms[rb.labels == "S"]) < 0.1
+    corr_p = rb.X[:, COL["corr_p"]]
+    assert np.median(corr_p[rb.labels == "S"]) < 0.5
+    assert np.median(corr_p[rb.labels == "N"]) > 0.9
