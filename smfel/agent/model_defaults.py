@@ -32,8 +32,9 @@ DEFAULT_HIDDEN = 100
 
 DEFAULT_C = 0.1
 """Ridge parameter: the objective adds ``||beta||^2 / C``. With the patient-relative features
-0.1 did slightly better than 0.01, 1 and 10 on patients left out (j-index 0.679 against 0.662,
-0.672 and 0.663 with detected beats, mean of five hidden-layer seeds)."""
+0.1 did better than 0.01, 1 and 10 on patients left out (j-index 0.703 against 0.689, 0.696
+and 0.691 with detected beats, mean of ten hidden-layer seeds). Neither L = 200 (0.705) nor
+tanh (0.693) did better than L = 100 with sigmoid units."""
 
 DEFAULT_ACTIVATION: Activation = "sigmoid"
 
@@ -47,17 +48,17 @@ CLASS_WEIGHT_POWER = 0.7
 """Class-weight policy: balanced weights ``n / (K n_k)`` raised to this power (1 = fully
 balanced, 0 = unweighted), computed from the training beats' class counts ... Fully balanced
 weights (S beats weighted about 50 times N beats) called 1 in 30 normal beats of unseen
-patients supraventricular; at 0.7 the cross-validated j-index rose from 0.651 to 0.679 (S
-sensitivity 78% to 71%, S +P 27% to 32%; mean of five seeds, detected beats, C = 0.1); 0.6
-and 0.8 both gave 0.672."""
+patients supraventricular; at 0.7 the cross-validated j-index rose from 0.660 to 0.703 (S
+sensitivity 80% to 74%, S +P 28% to 36%; mean of ten seeds, detected beats, C = 0.1); 0.8
+gave 0.693, and 0.6 gave 0.706 but at S sensitivity 69%."""
 
 CLASS_WEIGHT_FACTORS: dict[str, float] = {"F": 0.3}
 """... then multiplied by these factors. Fusion beats (F, under 1% of beats, 370 of DS1's 415
 in one record) at full weight pulled many N and V beats of unseen patients into F; at 0.3 the
 cross-validated j-index rose from 0.52 to 0.55 with the earlier features. With the current
 features and power the model no longer calls beats of unseen patients F (F sensitivity 0 in
-cross-validation); a factor of 1 gave F sensitivity 10% at +P 6% and a j-index of 0.672
-instead of 0.679. The j-index does not count F, and no published inter-patient method
+cross-validation); a factor of 1 gave F sensitivity 2% at +P 1% and a j-index of 0.688
+instead of 0.703. The j-index does not count F, and no published inter-patient method
 recognises F beats reliably either."""
 
 
