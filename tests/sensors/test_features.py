@@ -42,6 +42,8 @@ def test_names_match_the_vector() -> None:
 def test_steady_identical_beats_match_their_template_and_are_regular() -> None:
     X = _run([(_beat(), 0.8, 0.8)] * 40)
     assert X[-1, COL["corr_p"]] == pytest.approx(1.0)
+    assert X[-1, COL["corr_p_rel"]] == pytest.approx(0.0, abs=1e-9)
+    assert X[-1, COL["rr_prev_z"]] == pytest.approx(0.0)
     for name in ("rms_qrs", "rms_t", "rr_local_msd", "rr_local_sd", "rr_irr_fraction"):
         assert X[-1, COL[name]] == pytest.approx(0.0, abs=1e-12)
     for name in ("rr_prev_n", "rr_next_n", "rr_local_n", "rr_prev_local", "rr_prev_next"):
@@ -57,6 +59,32 @@ def test_a_premature_wide_inverted_beat_stands_out() -> None:
     assert v[COL["corr_p"]] < 0.5 and n[COL["corr_p"]] > 0.99
     assert v[COL["rr_prev_local"]] < 0.6 and v[COL["rr_prev_next"]] < 0.5
     assert v[COL["rr_prev_n"]] < 0.6 and v[COL["rr_next_n"]] > 1.3
+    # Early in a steady rhythm: many typical steps early (clipped).
+    assert v[COL["rr_prev_z"]] == -10.0
+
+
+def test_relative_morphology_discounts_a_patients_usual_noise() -> None:
+    rng = np.random.default_rng(5)
+    noisy = [(_beat() + rng.normal(0, 0.05, 240), 0.8, 0.8) for _ in range(60)]
+    pvc = (_beat(width=0.04, sign=-1.0, p_wave=0.0) + rng.normal(0, 0.05, 240), 0.45, 1.15)
+    X = _run([*noisy, pvc])
+    n, v = X[-2], X[-1]
+    # Every beat of a noisy record differs from the template; only the PVC differs much more
+    # than the record's beats usually do.
+    assert n[COL["rms_qrs"]] > 0.02
+    assert 0.5 < n[COL["rms_qrs_rel"]] < 2.0
+    assert v[COL["rms_qrs_rel"]] > 5.0
+    assert v[COL["corr_p_rel"]] < n[COL["corr_p_rel"]] - 0.3
+
+
+def test_prematurity_counts_less_in_an_irregular_rhythm() -> None:
+    rng = np.random.default_rng(9)
+    steady = [(_beat(), 0.8, 0.8)] * 40
+    irregular = [(_beat(), float(rng.uniform(0.5, 1.1)), 0.8) for _ in range(40)]
+    early = (_beat(), 0.6, 0.9)
+    z_steady = _run([*steady, early])[-1, COL["rr_prev_z"]]
+    z_irregular = _run([*irregular, early])[-1, COL["rr_prev_z"]]
+    assert z_steady < -5.0 < z_irregular < 0.0
 
 
 def test_premature_beats_stay_out_of_the_template() -> None:
