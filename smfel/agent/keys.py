@@ -64,6 +64,7 @@ __all__ = [
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "key_id",
+    "public_key_from_pem",
     "public_key_from_raw",
     "public_key_raw",
     "sign_bytes",
@@ -114,6 +115,18 @@ def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
             "not an Ed25519 public key: a small-order point or a non-canonical encoding"
         )
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key_from_pem(data: bytes) -> Ed25519PublicKey:
+    """The public key in a PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo) block; ``ValueError`` if
+    ``data`` is not PEM or holds another kind of key."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"not a PEM public key: {err}") from err
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"expected an Ed25519 public key, got {type(key).__name__}")
+    return public_key_from_raw(public_key_raw(key))
 
 
 class _KeyInfo(NamedTuple):

@@ -27,9 +27,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-
-from smfel.agent.keys import Ed25519PublicKey, key_id, public_key_from_raw
+from smfel.agent.keys import (
+    Ed25519PublicKey,
+    key_id,
+    public_key_from_pem,
+    public_key_from_raw,
+    public_key_raw,
+)
 from smfel.aggregator.errors import RegistryError
 
 __all__ = [
@@ -82,10 +86,7 @@ class Enrolment:
 def _decode_key(text: str) -> bytes:
     text = text.strip()
     if text.startswith("-----BEGIN"):
-        pub = serialization.load_pem_public_key(text.encode("ascii"))
-        if not isinstance(pub, Ed25519PublicKey):
-            raise ValueError("the PEM key is not an Ed25519 public key")
-        return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return public_key_raw(public_key_from_pem(text.encode("ascii")))
     if len(text) == 64:
         try:
             return bytes.fromhex(text)
