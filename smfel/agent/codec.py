@@ -35,6 +35,7 @@ __all__ = [
     "b64encode",
     "canonical_json",
     "le_bytes",
+    "le_view",
 ]
 
 #: dtypes that may cross a trust boundary, in their little-endian wire spelling.
@@ -110,6 +111,14 @@ def le_bytes(a: NDArray[Any]) -> bytes:
     """Little-endian, C-order bytes of ``a`` (independent of the host's byte order)."""
     dt = _wire_dtype(a)
     return np.ascontiguousarray(a, dtype=dt).tobytes(order="C")
+
+
+def le_view(a: NDArray[Any]) -> memoryview:
+    """The bytes of :func:`le_bytes` as a flat byte view, without a copy when ``a`` is already
+    little-endian and C-contiguous (so a multi-megabyte matrix can be hashed and written to a
+    file without being duplicated in memory)."""
+    c = np.require(a, dtype=_wire_dtype(a), requirements="C")
+    return c.reshape(-1).data.cast("B")
 
 
 def _dtype_str(a: NDArray[Any]) -> str:

@@ -18,18 +18,27 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from smfel.agent.codec import canonical_json, le_bytes
+from smfel.agent.codec import canonical_json, le_view
 from smfel.agent.errors import StateFileError
 from smfel.agent.hidden import HiddenLayer
 from smfel.agent.learner import OSELM
 
-__all__ = ["SCHEMA", "atomic_write", "load_state", "save_state"]
+__all__ = [
+    "SCHEMA",
+    "Buffer",
+    "atomic_write",
+    "decode_state",
+    "encode_parts",
+    "load_state",
+    "save_state",
+]
 
 MAGIC = b"SMFELST\x01"
 SCHEMA = "smfel.learner-state/1"
@@ -37,14 +46,23 @@ _DIGEST = 32
 _ARRAYS = ("W", "b", "class_weight", "beta", "P", "U", "V", "class_counts")
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
+Buffer = bytes | bytearray | memoryview
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: Buffer | Sequence[Buffer], mode: int = 0o600
+) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part.
+    ``data`` may be a sequence of buffers, written one after the other, so a file made of large
+    arrays is never joined into one more copy in memory."""
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    parts = [data] if isinstance(data, bytes | bytearray | memoryview) else data
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in parts:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -58,7 +76,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         os.close(dfd)
 
 
-def _encode(learner: OSELM) -> bytes:
+def encode_parts(learner: OSELM) -> list[Buffer]:
+    """The state file of ``learner`` as a list of buffers whose concatenation is the file (the
+    arrays are views of the learner's own memory, not copies; the last part is the SHA-256)."""
     if not learner.is_fitted:
         learner._init_state()
     arrays: dict[str, NDArray[Any]] = {
@@ -72,10 +92,10 @@ def _encode(learner: OSELM) -> bytes:
         "class_counts": learner.class_counts_,
     }
     entries = []
-    chunks = []
+    chunks: list[Buffer] = []
     offset = 0
     for name in _ARRAYS:
-        raw = le_bytes(arrays[name])
+        raw = le_view(arrays[name])
         entries.append(
             {
                 "name": name,
@@ -107,13 +127,17 @@ def _encode(learner: OSELM) -> bytes:
         "arrays": entries,
     }
     hb = canonical_json(header)
-    body = MAGIC + struct.pack("<I", len(hb)) + hb + b"".join(chunks)
-    return body + hashlib.sha256(body).digest()
+    parts: list[Buffer] = [MAGIC + struct.pack("<I", len(hb)) + hb, *chunks]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    parts.append(digest.digest())
+    return parts
 
 
 def save_state(learner: OSELM, path: str | os.PathLike[str]) -> None:
     """Write the learner's parameters and learned state to ``path`` atomically."""
-    atomic_write(path, _encode(learner))
+    atomic_write(path, encode_parts(learner))
 
 
 def _fail(path: str, reason: str) -> StateFileError:
@@ -130,8 +154,10 @@ def load_state(path: str | os.PathLike[str]) -> OSELM:
     return decode_state(data, name)
 
 
-def decode_state(data: bytes, name: str = "<bytes>") -> OSELM:
-    """Decode the bytes of a state file (see :func:`load_state`)."""
+def decode_state(data: bytes | memoryview, name: str = "<bytes>") -> OSELM:
+    """Decode the bytes of a state file (see :func:`load_state`); ``data`` may be a view into
+    a larger buffer (nothing is copied)."""
+    data = memoryview(data).cast("B")
     minimum = len(MAGIC) + 4 + _DIGEST
     if len(data) < minimum:
         raise _fail(name, f"truncated: {len(data)} bytes, a state file has at least {minimum}")
@@ -145,7 +171,7 @@ def decode_state(data: bytes, name: str = "<bytes>") -> OSELM:
     if start + hlen > len(body):
         raise _fail(name, "header length points past the end of the file")
     try:
-        header = json.loads(body[start : start + hlen])
+        header = json.loads(bytes(body[start : start + hlen]))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(name, f"header is not valid JSON: {err}") from err
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
@@ -156,14 +182,15 @@ def decode_state(data: bytes, name: str = "<bytes>") -> OSELM:
         arrays = _read_arrays(header["arrays"], payload)
         params = header["params"]
         counters = header["counters"]
-        hidden = HiddenLayer(arrays["W"], arrays["b"], params["activation"])
+        # The arrays are read-only views of ``data``: those the learner keeps are copied.
+        hidden = HiddenLayer(arrays["W"].copy(), arrays["b"].copy(), params["activation"])
         if hidden.content_hash != params["hidden_hash"]:
             raise ValueError("hidden layer does not match its recorded hash")
         learner = OSELM(
             hidden,
             params["classes"],
             C=float(params["C"]),
-            class_weight=arrays["class_weight"] if params["class_weight_given"] else None,
+            class_weight=arrays["class_weight"].copy() if params["class_weight_given"] else None,
             forgetting=float(params["forgetting"]),
             max_trace=params["max_trace"],
             resolve_every=int(params["resolve_every"]),
@@ -188,7 +215,9 @@ def decode_state(data: bytes, name: str = "<bytes>") -> OSELM:
     return learner
 
 
-def _read_arrays(entries: list[dict[str, Any]], payload: bytes) -> dict[str, NDArray[Any]]:
+def _read_arrays(
+    entries: list[dict[str, Any]], payload: bytes | memoryview
+) -> dict[str, NDArray[Any]]:
     out: dict[str, NDArray[Any]] = {}
     for e in entries:
         dt = np.dtype(e["dtype"])
@@ -201,7 +230,7 @@ def _read_arrays(entries: list[dict[str, Any]], payload: bytes) -> dict[str, NDA
         out[e["name"]] = (
             np.frombuffer(payload, dtype=dt, count=nb // dt.itemsize, offset=off)
             .reshape(shape)
-            .astype(dt.newbyteorder("="))
+            .astype(dt.newbyteorder("="), copy=False)
         )
     missing = set(_ARRAYS) - set(out)
     if missing:

@@ -25,10 +25,17 @@ import numpy as np
 from smfel.agent.codec import canonical_json
 from smfel.agent.errors import StateFileError
 from smfel.agent.learner import OSELM, SufficientStatistics
-from smfel.agent.state import _encode as encode_learner
-from smfel.agent.state import atomic_write, decode_state
+from smfel.agent.state import Buffer, atomic_write, decode_state
+from smfel.agent.state import encode_parts as encode_learner
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "read_checkpoint", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpoint",
+    "decode_checkpoint",
+    "encode_parts",
+    "read_checkpoint",
+    "write_checkpoint",
+]
 
 MAGIC = b"SMFELCK\x01"
 SCHEMA = "smfel.agent-checkpoint/1"
@@ -46,7 +53,10 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _encode(ckpt: Checkpoint) -> bytes:
+def encode_parts(ckpt: Checkpoint) -> list[Buffer]:
+    """The checkpoint file as a list of buffers whose concatenation is the file: the learner's
+    arrays are views of its own memory, so writing a checkpoint adds little more than the
+    snapshot's copy to the process's peak memory (joining the parts would double it)."""
     state = encode_learner(ckpt.learner)
     buf = io.BytesIO()
     if ckpt.snapshot is not None:
@@ -55,24 +65,24 @@ def _encode(ckpt: Checkpoint) -> bytes:
     meta = canonical_json(
         {"schema": SCHEMA, "has_snapshot": ckpt.snapshot is not None, **ckpt.meta}
     )
-    body = b"".join(
-        [
-            MAGIC,
-            struct.pack("<I", len(meta)),
-            meta,
-            struct.pack("<Q", len(state)),
-            state,
-            buf.getvalue(),
-        ]
-    )
-    return body + hashlib.sha256(body).digest()
+    state_length = sum(memoryview(part).nbytes for part in state)
+    parts: list[Buffer] = [
+        MAGIC + struct.pack("<I", len(meta)) + meta + struct.pack("<Q", state_length),
+        *state,
+        buf.getbuffer(),
+    ]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    parts.append(digest.digest())
+    return parts
 
 
 def write_checkpoint(path: str | Path, ckpt: Checkpoint) -> int:
     """Write ``ckpt`` atomically; returns the number of bytes written."""
-    data = _encode(ckpt)
-    atomic_write(path, data, 0o600)
-    return len(data)
+    parts = encode_parts(ckpt)
+    atomic_write(path, parts, 0o600)
+    return sum(memoryview(part).nbytes for part in parts)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -82,16 +92,23 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         data = Path(path).read_bytes()
     except OSError as err:
         raise StateFileError(name, f"cannot read: {err.strerror}") from err
+    return decode_checkpoint(data, name)
+
+
+def decode_checkpoint(data: bytes, name: str = "<bytes>") -> Checkpoint:
+    """Decode the bytes of a checkpoint (see :func:`read_checkpoint`); the learner's part is
+    read through views, without copies."""
     if len(data) < len(MAGIC) + 12 + _DIGEST or not data.startswith(MAGIC):
         raise StateFileError(name, "not a smfel agent checkpoint (bad magic bytes or too short)")
-    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    view = memoryview(data)
+    body, digest = view[:-_DIGEST], view[-_DIGEST:]
     if hashlib.sha256(body).digest() != digest:
         raise StateFileError(name, "checksum mismatch: the file is truncated or was altered")
     try:
         pos = len(MAGIC)
         (mlen,) = struct.unpack_from("<I", body, pos)
         pos += 4
-        meta = json.loads(body[pos : pos + mlen])
+        meta = json.loads(bytes(body[pos : pos + mlen]))
         pos += mlen
         (slen,) = struct.unpack_from("<Q", body, pos)
         pos += 8
