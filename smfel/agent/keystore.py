@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from smfel.agent.errors import SmfelError
 from smfel.agent.keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
     key_id,
+    private_key_from_pem,
+    private_key_to_pem,
     public_key_from_raw,
     public_key_raw,
 )
@@ -104,14 +104,6 @@ class Enrolment:
         return public_key_from_raw(raw)
 
 
-def _pem(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def _read_key(path: Path, *, check_mode: bool) -> Ed25519PrivateKey:
     try:
         st = path.stat()
@@ -123,12 +115,9 @@ def _read_key(path: Path, *, check_mode: bool) -> Ed25519PrivateKey:
             path, f"mode {stat.S_IMODE(st.st_mode):04o} lets others read the key; chmod 600"
         )
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as err:
-        raise KeyStoreError(path, "not an unencrypted PKCS#8 PEM private key") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyStoreError(path, f"expected an Ed25519 key, got {type(key).__name__}")
-    return key
+        return private_key_from_pem(data)
+    except ValueError as err:
+        raise KeyStoreError(path, f"not an unencrypted PKCS#8 PEM Ed25519 key: {err}") from err
 
 
 class KeyStore:
@@ -185,7 +174,7 @@ class KeyStore:
                 raise KeyStoreError(current, "no key; generate one first (load(create=True))")
             self._ensure_directory()
             key = Ed25519PrivateKey.generate()
-            atomic_write(current, _pem(key), 0o600)
+            atomic_write(current, private_key_to_pem(key), 0o600)
             log.info("generated node key %s", key_id(key))
             return key
         return _read_key(current, check_mode=True)
@@ -235,8 +224,8 @@ class KeyStore:
                 self._path(PREVIOUS), "the last rotation is not acknowledged yet; one at a time"
             )
         new = Ed25519PrivateKey.generate()
-        atomic_write(self._path(PENDING), _pem(new), 0o600)
-        atomic_write(self._path(PREVIOUS), _pem(old), 0o600)
+        atomic_write(self._path(PENDING), private_key_to_pem(new), 0o600)
+        atomic_write(self._path(PREVIOUS), private_key_to_pem(old), 0o600)
         os.replace(self._path(PENDING), self._path(CURRENT))
         _fsync_dir(self.directory)
         log.info("rotated node key %s -> %s", key_id(old), key_id(new))

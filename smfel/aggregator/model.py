@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 from numpy.typing import NDArray
 
 from smfel.agent.bundle import Manifest, write_bundle
 from smfel.agent.hidden import Activation, HiddenLayer
-from smfel.agent.keys import Ed25519PrivateKey
+from smfel.agent.keys import Ed25519PrivateKey, private_key_from_pem, private_key_to_pem
 from smfel.agent.model_defaults import DEFAULT_ACTIVATION, DEFAULT_HIDDEN, DEFAULT_SEED
 from smfel.agent.state import atomic_write
 from smfel.sensors.beats import BeatExtractor
@@ -75,14 +74,12 @@ def load_or_create_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """The Ed25519 key in ``path`` (PKCS#8 PEM), created with mode 0600 when missing."""
     p = Path(path)
     if p.exists():
-        key = serialization.load_pem_private_key(p.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{p} does not hold an Ed25519 private key")
-        return key
+        try:
+            return private_key_from_pem(p.read_bytes())
+        except ValueError as err:
+            raise ValueError(f"{p} does not hold an Ed25519 private key: {err}") from err
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = private_key_to_pem(key)
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(p, pem, 0o600)
     return key

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519 as openssl
 
-from smfel.agent.keys import Ed25519PrivateKey, key_id, public_key_raw
+from smfel.agent.keys import Ed25519PrivateKey, key_id, public_key_raw, public_key_to_pem
 from smfel.aggregator.errors import RegistryError
 from smfel.aggregator.registry import KeyEvent, Registry, parse_enrolment
 
@@ -28,10 +29,13 @@ def _enrolment(node: str, key: Ed25519PrivateKey | None = None) -> dict[str, str
 def test_parse_accepts_base64_hex_and_pem() -> None:
     key = Ed25519PrivateKey.generate()
     raw = public_key_raw(key.public_key())
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = public_key_to_pem(key.public_key()).decode()
+    openssl_pem = (  # as another party writes it
+        openssl.Ed25519PublicKey.from_public_bytes(raw)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
     )
-    for text in (base64.b64encode(raw).decode(), raw.hex(), pem.decode()):
+    for text in (base64.b64encode(raw).decode(), raw.hex(), pem, openssl_pem):
         e = parse_enrolment({"node_id": "a", "public_key": text})
         assert e.public_key == raw
         assert e.key_id == key_id(key)

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-from smfel.agent.keys import Ed25519PrivateKey, public_key_raw
+from smfel.agent.keys import Ed25519PrivateKey, public_key_raw, public_key_to_pem
 from smfel.aggregator.cli import main
 from smfel.aggregator.ledger import ConsistencyProof, InclusionProof, Ledger
 from smfel.aggregator.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -32,14 +31,7 @@ def make_ledger(url: str, keys: list[Ed25519PrivateKey]) -> None:
 
 
 def pem_keys(path: Path, keys: list[Ed25519PrivateKey]) -> Path:
-    path.write_bytes(
-        b"".join(
-            k.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            for k in keys
-        )
-    )
+    path.write_bytes(b"".join(public_key_to_pem(k.public_key()) for k in keys))
     return path
 
 

@@ -5,7 +5,8 @@ strict rule set. These tests hold both to it on valid signatures and on invalid 
 of a signature flipped, bits of the message and of the key flipped, the wrong key, ``S + L``,
 and the signatures that only the small-order rules refuse, which bare OpenSSL accepts (shown
 here, so the added checks are seen to matter). The comparison runs when PyNaCl is installed;
-the strict rules of the OpenSSL path are checked either way.
+the strict rules of the OpenSSL path are checked either way. Bare OpenSSL is ``cryptography``'s
+own key class, used on purpose.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import random
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519 as openssl
 
 from smfel.agent import keys
 from smfel.agent.keys import (
@@ -136,7 +138,7 @@ def test_a_small_order_public_key_signs_nothing_though_openssl_alone_accepts() -
     key = Ed25519PublicKey.from_public_bytes(IDENTITY)
     forged = A + (_secret_scalar(SEED) % L).to_bytes(32, "little")
     for message in (b"", b"any message at all"):
-        key.verify(forged, message)  # bare OpenSSL: accepted
+        openssl.Ed25519PublicKey.from_public_bytes(IDENTITY).verify(forged, message)  # accepted
         assert _verdicts(key, message, forged) == {False}
     with pytest.raises(ValueError, match="small-order"):
         public_key_from_raw(IDENTITY)
@@ -147,8 +149,10 @@ def test_a_small_order_r_is_refused_though_openssl_alone_accepts() -> None:
     message = b"round 7"
     h = int.from_bytes(hashlib.sha512(IDENTITY + A + message).digest(), "little") % L
     forged = IDENTITY + (h * _secret_scalar(SEED) % L).to_bytes(32, "little")
-    PUB.verify(forged, message)  # bare OpenSSL: accepted
+    openssl.Ed25519PublicKey.from_public_bytes(A).verify(forged, message)  # bare: accepted
     assert _verdicts(PUB, message, forged) == {False}
+    with pytest.raises(keys.InvalidSignature):
+        PUB.verify(forged, message)
 
 
 def test_public_keys_must_be_canonical_and_not_of_small_order() -> None:
@@ -178,7 +182,7 @@ def test_the_parser_refuses_a_small_order_r_as_a_bad_signature() -> None:
     body = update.signed_bytes()
     h = int.from_bytes(hashlib.sha512(IDENTITY + A + body).digest(), "little") % L
     forged = IDENTITY + (h * _secret_scalar(SEED) % L).to_bytes(32, "little")
-    PUB.verify(forged, body)  # bare OpenSSL would take it
+    openssl.Ed25519PublicKey.from_public_bytes(A).verify(forged, body)  # bare OpenSSL takes it
     wire = update.to_bytes().replace(update.signature.encode(), base64.b64encode(forged), 1)
     with pytest.raises(Rejected) as info:
         parse_update(wire, public_key=PUB, now=NOW)

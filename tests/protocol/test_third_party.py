@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tests.protocol.vectors import (
@@ -63,7 +62,7 @@ def third_party_verify(wire: bytes, public_key_raw: bytes, schema: str) -> bool:
     return True
 
 
-RAW = KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+RAW = KEY.public_key().public_bytes_raw()
 
 
 @pytest.mark.parametrize(
@@ -80,9 +79,7 @@ def test_our_envelopes_verify_with_the_documented_rules(build: Any) -> None:
     else:
         obj["height"] += 1
     assert not third_party_verify(canonical(obj), RAW, env.SCHEMA)
-    other = Ed25519PublicKey.from_public_bytes(bytes(32 * [7]))
-    other_raw = other.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert not third_party_verify(wire, other_raw, env.SCHEMA)
+    assert not third_party_verify(wire, bytes(32 * [7]), env.SCHEMA)
 
 
 def test_third_party_reads_the_arrays() -> None:

@@ -13,15 +13,16 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 from smfel.agent.errors import SmfelError
 from smfel.agent.keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
     key_id,
+    private_key_to_pem,
+    public_key_from_pem,
     public_key_from_raw,
     public_key_raw,
+    public_key_to_pem,
 )
 
 __all__ = [
@@ -44,9 +45,7 @@ class KeyFileError(SmfelError):
 
 def write_private_key(path: str | Path, key: Ed25519PrivateKey) -> None:
     """Write ``key`` as PKCS#8 PEM, created with mode 0600 (never readable by others)."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = private_key_to_pem(key)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
@@ -60,9 +59,7 @@ def write_private_key(path: str | Path, key: Ed25519PrivateKey) -> None:
 
 def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return pub.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return public_key_to_pem(pub).decode("ascii")
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
@@ -73,12 +70,9 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
         raise KeyFileError(path, f"cannot read: {err.strerror}") from err
     if b"-----BEGIN" in data:
         try:
-            key = serialization.load_pem_public_key(data)
+            return public_key_from_pem(data)
         except ValueError as err:
-            raise KeyFileError(path, f"not a PEM public key: {err}") from err
-        if not isinstance(key, Ed25519PublicKey):
-            raise KeyFileError(path, f"expected an Ed25519 key, got {type(key).__name__}")
-        return key
+            raise KeyFileError(path, f"not a PEM Ed25519 public key: {err}") from err
     try:
         return public_key_from_raw(base64.b64decode(data.strip(), validate=True))
     except (binascii.Error, ValueError) as err:

@@ -19,10 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from smfel._cli import EX_CONFIG, EX_DATAERR
-from smfel.agent.keys import Ed25519PublicKey, public_key_from_raw
+from smfel.agent.keys import Ed25519PublicKey, public_key_from_pem, public_key_from_raw
 from smfel.aggregator.ledger.checkpoint import CHECKPOINT_SCHEMA, Checkpoint
 from smfel.aggregator.ledger.errors import LedgerError, LedgerInputError
 from smfel.aggregator.ledger.ledger import Ledger
@@ -44,14 +42,11 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
         for block in text.split(marker)[1:]:
             pem = marker + block.split("-----END PUBLIC KEY-----")[0] + "-----END PUBLIC KEY-----\n"
             try:
-                key = serialization.load_pem_public_key(pem.encode("ascii"))
-            except (ValueError, UnicodeEncodeError) as err:
-                raise LedgerInputError("keys", f"{path}: a PEM block is not a public key") from err
-            if not isinstance(key, Ed25519PublicKey):
+                keys.append(public_key_from_pem(pem))
+            except ValueError as err:
                 raise LedgerInputError(
-                    "keys", f"{path}: expected Ed25519 keys, got {type(key).__name__}"
-                )
-            keys.append(key)
+                    "keys", f"{path}: a PEM block is not an Ed25519 public key: {err}"
+                ) from err
     else:
         for n, line in enumerate(text.splitlines(), 1):
             item = line.split("#", 1)[0].strip()
