@@ -4,8 +4,9 @@
 The difference between an envelope figure and its baseline is the cost of the format: canonical
 JSON, base64, the SHA-256 weights hash, the strict parser's checks. The baseline of parse+verify
 is the bare verification by the library the parser uses for that message size
-(:mod:`smfel.agent.keys`: libsodium up to 32 KB when PyNaCl is installed, else OpenSSL); every
-installed library is measured on the same bytes, so the choice can be checked. Parsing one
+(:mod:`smfel.agent.keys`: libsodium when PyNaCl is installed, else OpenSSL; above 32 KB OpenSSL
+only in a process that asked for it, the aggregator, whose parse+verify of ``stats`` is measured
+too); every installed library signs and verifies the same bytes, so the choice can be checked. Parsing one
 envelope over and over keeps it in the cache; a receiver sees each payload once, so ``beta`` is
 also parsed over 1,000 distinct payloads, each once per pass. The statistics bounds check
 (symmetry, eigenvalues for positive semi-definiteness, Cauchy-Schwarz) the aggregator runs on a
@@ -22,7 +23,7 @@ import numpy as np
 
 from benchmarks._core import Result, benchmark, time_per_call
 from smfel.agent import codec, keys
-from smfel.agent.keys import Ed25519PrivateKey, verify_raw
+from smfel.agent.keys import Ed25519PrivateKey, sign_raw, verify_raw
 from smfel.agent.protocol import Update, check_statistics_bounds, parse_update
 
 L, K, N = 256, 4, 2000
@@ -52,10 +53,6 @@ def _result(
     )
 
 
-def _backend_for(size: int) -> str:
-    return "sodium" if "sodium" in keys.BACKENDS and size <= keys.SODIUM_MAX_MESSAGE else "openssl"
-
-
 @benchmark("protocol")
 def bench_protocol() -> list[Result]:
     key = Ed25519PrivateKey.generate()
@@ -82,28 +79,30 @@ def bench_protocol() -> list[Result]:
         signed = u.signed_bytes()
         signature = base64.b64decode(u.signature)
         number = 200 if kind == "beta" else 5
-        used = _backend_for(len(signed))
+        used = keys.backend_for(len(signed))
         baseline = f"bare Ed25519 verify ({kind}, {used})"
         out.append(
             _result(
                 f"envelope create+sign ({kind})",
                 kind,
                 time_per_call(create, number=number),
-                f"bare Ed25519 sign ({kind})",
+                f"bare Ed25519 sign ({kind}, {used})",
                 payload_bytes=len(wire),
+                ed25519=used,
                 **libraries,
             )
         )
-        out.append(
-            _result(
-                f"bare Ed25519 sign ({kind})",
-                kind,
-                time_per_call(partial(key.sign, signed), number=number),
-                None,
-                signed_bytes=len(signed),
-                ed25519="openssl",
+        for backend in keys.BACKENDS:
+            out.append(
+                _result(
+                    f"bare Ed25519 sign ({kind}, {backend})",
+                    kind,
+                    time_per_call(partial(sign_raw, key, signed, backend=backend), number=number),
+                    None,
+                    signed_bytes=len(signed),
+                    ed25519=backend,
+                )
             )
-        )
         out.append(
             _result(
                 f"envelope parse+verify ({kind})",
@@ -147,6 +146,21 @@ def bench_protocol() -> list[Result]:
                     **libraries,
                 )
             )
+        if kind == "stats" and keys.use_openssl_for_large_messages() != used:
+            try:
+                out.append(
+                    _result(
+                        "envelope parse+verify (stats, aggregator)",
+                        kind,
+                        time_per_call(partial(parse_update, wire, public_key=pub), number=number),
+                        "bare Ed25519 verify (stats, openssl)",
+                        payload_bytes=len(wire),
+                        ed25519="openssl",
+                        **libraries,
+                    )
+                )
+            finally:
+                keys.use_openssl_for_large_messages(False)
         if kind == "stats":
             U, V, c = u.arrays["U"], u.arrays["V"], u.arrays["class_counts"]
             out.append(
