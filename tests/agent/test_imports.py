@@ -67,6 +67,40 @@ def test_the_agent_signs_and_verifies_without_importing_cryptography(tmp_path: P
     assert out.stdout.split("\n")[0] == "sodium ['nacl']"
 
 
+_WITHOUT_NACL = """
+import sys
+sys.modules["nacl"] = None  # as on a platform without PyNaCl wheels
+from smfel.agent import keys
+from tests.protocol.vectors import RFC8032
+
+assert keys.BACKENDS == ("openssl",), keys.BACKENDS
+for secret, public, message, signature in RFC8032:
+    key = keys.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(secret))
+    assert key.public_key().public_bytes_raw().hex() == public
+    assert key.sign(bytes.fromhex(message)).hex() == signature
+    assert keys.verify_raw(key.public_key(), bytes.fromhex(message), bytes.fromhex(signature))
+key = keys.Ed25519PrivateKey.generate()
+assert keys.private_key_from_pem(keys.private_key_to_pem(key)) == key
+message = bytes(keys.SODIUM_MAX_MESSAGE + 1)
+assert keys.verify_raw(key.public_key(), message, key.sign(message))
+assert not keys.verify_raw(key.public_key(), message + b"x", key.sign(message))
+loaded = {name.split(".")[0] for name, module in sys.modules.items() if module is not None}
+print(sorted(loaded & {"cryptography", "nacl"}))
+"""
+
+
+def test_without_pynacl_cryptography_does_the_work() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_NACL],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert out.stdout.split("\n")[0] == "['cryptography']"
+
+
 def _openssl(*args: str, data: bytes | None = None) -> bytes:
     assert OPENSSL is not None
     return subprocess.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import pickle
 import random
 
@@ -185,14 +186,16 @@ def test_the_rfc8410_form_with_attributes_and_public_key_is_read() -> None:
     assert private_key_from_pem(_pem("PRIVATE KEY", version1 + RFC8410_PUBLIC_RAW)) == key
 
 
-RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+@functools.cache
+def _rsa() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _others() -> list[tuple[bytes, bytes, str]]:
     """(private PEM, public PEM, expected message) of keys that are not Ed25519."""
     out = []
     for key, name in (
-        (RSA_KEY, "RSA"),
+        (_rsa(), "RSA"),
         (ec.generate_private_key(ec.SECP256R1()), "elliptic-curve"),
         (x25519.X25519PrivateKey.generate(), "X25519"),
         (ed448.Ed448PrivateKey.generate(), "Ed448"),
@@ -209,7 +212,7 @@ def test_other_kinds_of_keys_are_refused_by_name() -> None:
             private_key_from_pem(private)
         with pytest.raises(ValueError, match=rf"expected an Ed25519 .*got an? {name}"):
             public_key_from_pem(public)
-    traditional = RSA_KEY.private_bytes(
+    traditional = _rsa().private_bytes(
         PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
     with pytest.raises(ValueError, match="'PRIVATE KEY' block, got a 'RSA PRIVATE KEY' block"):
