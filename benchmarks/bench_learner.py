@@ -7,7 +7,9 @@ Every figure includes the update of the sufficient statistics ``U`` and ``V``.
 ``rls_update_block_blas_floor`` times, alone, the three BLAS-3 calls that any Woodbury block
 update with statistics must make (``G = P H^T``, ``P -= A A^T``, ``U += H^T W H``: ``4 L^2 m``
 flops for a block of ``m``), so the block figure can be read against what the core can do at all;
-its ``extra`` gives the core's dgemm rate on large matrices.
+its ``extra`` gives the core's dgemm rate on large matrices. ``extra.blas`` names the BLAS in use
+(``smfel.agent._lapack.BACKEND``: numpy's OpenBLAS through ctypes, or scipy's wrappers when
+``SMFEL_BLAS=scipy``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from benchmarks._core import Result, benchmark, peak_memory, time_per_call
 from smfel.agent import OSELM, HiddenLayer, _lapack
+from smfel.agent._lapack import Operand
 
 SIZES = (128, 256, 512)
 D = 32
@@ -55,8 +58,9 @@ class _NumpyRLS:
 
 def _dgemm_gflops() -> float:
     """This core's double-precision matrix-multiply rate on 1024 x 1024 matrices."""
-    A = np.asfortranarray(np.ones((1024, 1024)))
-    med, _, _ = time_per_call(lambda: _lapack.dgemm(1.0, A, A), number=3, repeat=5)
+    A = Operand(np.asfortranarray(np.ones((1024, 1024))))
+    C = Operand(np.empty((1024, 1024), order="F"))
+    med, _, _ = time_per_call(lambda: _lapack.gemm(False, 1.0, A, A, 0.0, C), number=3, repeat=5)
     return round(2 * 1024**3 / med / 1e9, 1)
 
 
@@ -96,6 +100,7 @@ def bench_learner() -> list[Result]:
                 hi * 1e6,
                 "us/beat",
                 baseline="rls_update_one_numpy",
+                extra={"blas": _lapack.BACKEND},
             )
         )
 
@@ -129,14 +134,15 @@ def bench_learner() -> list[Result]:
             )
         )
 
-        P = np.asfortranarray(np.eye(L))
-        U = np.zeros((L, L), order="F")
-        Hb = np.ascontiguousarray(H[:BLOCK])
+        P = Operand(np.asfortranarray(np.eye(L)))
+        U = Operand(np.zeros((L, L), order="F"))
+        HbT = Operand(np.ascontiguousarray(H[:BLOCK]).T)
+        G = Operand(np.empty((L, BLOCK), order="F"))
 
         def floor() -> None:
-            G = _lapack.dgemm(1.0, P, Hb.T)
-            _lapack.dsyrk(-1e-12, G, beta=1.0, c=P, overwrite_c=1)
-            _lapack.dsyrk(1.0, Hb.T, beta=1.0, c=U, overwrite_c=1)
+            _lapack.gemm(False, 1.0, P, HbT, 0.0, G)
+            _lapack.syrk(-1e-12, G, 1.0, P)
+            _lapack.syrk(1.0, HbT, 1.0, U)
 
         med, lo, hi = time_per_call(floor, number=max(10, 4000 // L), repeat=7, per=BLOCK)
         out.append(
@@ -150,6 +156,7 @@ def bench_learner() -> list[Result]:
                 extra={
                     "flops_per_beat": 4 * L * L,
                     "dgemm_gflops": _dgemm_gflops(),
+                    "blas": _lapack.BACKEND,
                     "note": "the three BLAS-3 calls of a block update alone",
                 },
             )

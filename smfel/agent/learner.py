@@ -8,10 +8,12 @@ Woodbury identity; the weighted ridge objective is
          = (U + I/C)^-1 V,   U = sum_i w_i h_i^T h_i,   V = sum_i w_i h_i^T t_i.
 
 ``P = (U + I/C)^-1`` is updated in place with BLAS (one triangle of the symmetric matrices is
-stored, so ``P`` and ``U`` are symmetric by construction). One beat at a time, the rank-one
-corrections ``g g^T / den`` of ``P`` and ``w h h^T`` of ``U`` are held back for up to 32 beats:
-``P h`` is then ``P0 h - G D^-1 G^T h`` from the held corrections, and the corrections are
-applied together as one symmetric rank-k (BLAS-3) update. This is the same arithmetic reordered,
+stored, so ``P`` and ``U`` are symmetric by construction; the other stays zero). One beat at a
+time, the rank-one corrections ``g g^T / den`` of ``P`` and ``w h h^T`` of ``U`` are held back for
+up to 32 beats, as the columns ``g / sqrt(den)`` of ``G`` and ``sqrt(w) h`` of ``H``: ``P h`` is
+then ``P0 h - G G^T h``, and the corrections are applied together as one symmetric rank-k
+(BLAS-3) update. The BLAS calls go through :mod:`smfel.agent._lapack` on operands of the
+learner's buffers built once (a ctypes call is cheap only when its arguments are ready). This is the same arithmetic reordered,
 and reading ``P_`` or ``U_`` applies whatever is held first. ``U`` and ``V`` are kept because the
 exact federated strategy sums them across devices, and because a periodic exact re-solve from
 them removes the round-off that RLS accumulates.
@@ -34,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from smfel.agent import _lapack
+from smfel.agent._lapack import Operand
 from smfel.agent.errors import LearnerError
 from smfel.agent.hidden import HiddenLayer
 
@@ -41,16 +44,19 @@ __all__ = ["OSELM", "SufficientStatistics", "balanced_class_weights", "symmetric
 
 F64 = NDArray[np.float64]
 
-_dsymv = _lapack.dsymv
-_dger = _lapack.dger
-_dgemv = _lapack.dgemv
-_dsyrk = _lapack.dsyrk
-_dsymm = _lapack.dsymm
-_dgemm = _lapack.dgemm
-_dtrsm = _lapack.dtrsm
-_dpotrf = _lapack.dpotrf
-_dpotri = _lapack.dpotri
-_dpotrs = _lapack.dpotrs
+_symv = _lapack.symv
+_gemv = _lapack.gemv
+_ger = _lapack.ger
+_dot = _lapack.dot
+_axpy = _lapack.axpy
+_scal = _lapack.scal
+_syrk = _lapack.syrk
+_symm = _lapack.symm
+_gemm = _lapack.gemm
+_trsm = _lapack.trsm
+_potrf = _lapack.potrf
+_potri = _lapack.potri
+_potrs = _lapack.potrs
 
 #: Beats whose rank-one corrections of P and U are held back and applied as one BLAS-3 update.
 _LAZY = 32
@@ -59,24 +65,29 @@ _MAX_BLOCK = 256
 
 
 def _ridge_factor(U: F64, C: float) -> F64:
-    """The upper Cholesky factor ``R`` of ``U + I/C`` (``R^T R``); only ``U``'s upper triangle is read."""
+    """The upper Cholesky factor ``R`` of ``U + I/C`` (``R^T R``, zero below the diagonal);
+    only ``U``'s upper triangle is read."""
     A = np.array(U, dtype=np.float64, order="F")
-    A[np.diag_indices(A.shape[0])] += 1.0 / C
-    R, info = _dpotrf(A, lower=0, clean=1, overwrite_a=1)
+    n = A.shape[0]
+    A.flat[:: n + 1] += 1.0 / C
+    info = _potrf(Operand(A))
     if info != 0:
         raise LearnerError(
             "U + I/C is not positive definite: the statistics are not sums of w h h^T"
             if info > 0
             else f"invalid argument {-info} to the Cholesky factorisation"
         )
-    return np.asarray(R, dtype=np.float64)
+    A[np.tri(n, k=-1, dtype=bool)] = 0.0
+    return A
 
 
 def _ridge_solve(R: F64, V: F64) -> F64:
-    X, info = _dpotrs(R, V, lower=0)
+    """``(R^T R)^-1 V`` in a new array."""
+    X = np.array(V, dtype=np.float64, order="F")
+    info = _potrs(Operand(R), Operand(X))
     if info != 0:
         raise LearnerError(f"invalid argument {-info} to the Cholesky solve")
-    return np.asarray(X, dtype=np.float64)
+    return X
 
 
 def symmetric_from_upper(A: F64) -> F64:
@@ -138,6 +149,31 @@ class SufficientStatistics:
     def solve(self, C: float) -> F64:
         """The ridge solution ``(U + I/C)^-1 V``."""
         return _ridge_solve(_ridge_factor(self.U, C), np.asarray(self.V, dtype=np.float64))
+
+
+class _Operands:
+    """BLAS operands of a learner's buffers and of the views the updates use, built once.
+
+    ``G[j]``, ``H[j]`` and ``c[j]`` are the first ``j`` held columns (and entries); ``g[j]`` is
+    column ``j`` of ``G``, where the next beat's ``P h`` is written; ``Vcol[k]`` is column ``k``
+    of ``V``.
+    """
+
+    __slots__ = ("G", "H", "P", "U", "V", "Vcol", "beta", "c", "e", "g", "h")
+
+    def __init__(self, learner: OSELM) -> None:
+        Gbuf, Hbuf, c = learner._Gbuf, learner._Hbuf, learner._c
+        self.P = Operand(learner._P)
+        self.U = Operand(learner._U)
+        self.beta = Operand(learner.beta_)
+        self.V = Operand(learner.V_)
+        self.Vcol = [Operand(learner.V_[:, k]) for k in range(learner.V_.shape[1])]
+        self.h = Operand(learner._h)
+        self.e = Operand(learner._e)
+        self.g = [Operand(Gbuf[:, j]) for j in range(_LAZY)]
+        self.G = [Operand(Gbuf[:, :j]) for j in range(_LAZY + 1)]
+        self.H = [Operand(Hbuf[:, :j]) for j in range(_LAZY + 1)]
+        self.c = [Operand(c[:j]) for j in range(_LAZY + 1)]
 
 
 class OSELM:
@@ -249,13 +285,35 @@ class OSELM:
         self.trace_limit_ = float(self.max_trace) if self.max_trace is not None else L * self.C
         # Work buffers reused by every update.
         self._h = np.empty(L)
-        self._g = np.empty(L)
         self._e = np.empty(K)
         self._pending = 0
         self._Gbuf = np.empty((L, _LAZY), order="F")
-        self._dens = np.empty(_LAZY)
-        self._Hbuf = np.empty((_LAZY, L))
+        self._Hbuf = np.empty((L, _LAZY), order="F")
+        self._hcols = [self._Hbuf[:, j] for j in range(_LAZY)]
         self._c = np.empty(_LAZY)
+        self._ops = _Operands(self)
+
+    def _operands(self) -> _Operands:
+        """The buffers' operands, rebuilt if ``beta_`` or ``V_`` was replaced by another array."""
+        ops = self._ops
+        if ops.beta.a is not self.beta_ or ops.V.a is not self.V_:
+            self.beta_ = np.asfortranarray(self.beta_, dtype=np.float64)
+            self.V_ = np.asfortranarray(self.V_, dtype=np.float64)
+            ops = self._ops = _Operands(self)
+        return ops
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Operands hold addresses and views, which a copy must not share: rebuilt on arrival.
+        state = self.__dict__.copy()
+        state.pop("_ops", None)
+        state.pop("_hcols", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_Hbuf" in state:
+            self._hcols = [self._Hbuf[:, j] for j in range(_LAZY)]
+            self._ops = _Operands(self)
 
     @property
     def P_(self) -> F64:  # noqa: N802 (matrix names follow the papers)
@@ -274,10 +332,9 @@ class OSELM:
         j = self._pending
         if not j:
             return
-        G = self._Gbuf[:, :j]
-        G *= 1.0 / np.sqrt(self._dens[:j])
-        _dsyrk(-1.0, G, beta=1.0, c=self._P, overwrite_c=1)
-        _dsyrk(1.0, self._Hbuf[:j].T, beta=1.0, c=self._U, overwrite_c=1)
+        ops = self._ops
+        _syrk(-1.0, ops.G[j], 1.0, ops.P)
+        _syrk(1.0, ops.H[j], 1.0, ops.U)
         self._pending = 0
 
     def _ensure(self) -> None:
@@ -303,7 +360,8 @@ class OSELM:
         hv = np.asarray(h, dtype=np.float64)
         if hv.shape != (self.n_hidden,):
             raise LearnerError(f"h must be {self.n_hidden} finite numbers, got shape {hv.shape}")
-        return self._update_one(hv, self._label(y))
+        self._h[...] = hv
+        return self._update_one(self._h, self._label(y))
 
     def _forget(self, steps: int) -> None:
         lam = self.forgetting**steps
@@ -316,31 +374,32 @@ class OSELM:
             self.V_ *= lam
 
     def _update_one(self, h: F64, y: int) -> OSELM:
+        """Learn the beat whose hidden vector is ``h`` (copied into ``self._h`` if elsewhere)."""
+        if h is not self._h:
+            self._h[...] = h
         w = float(self.class_weight_[y])
         if self.forgetting < 1.0:
             self._forget(1)
-        g = _dsymv(1.0, self._P, h, y=self._g, overwrite_y=1)
+        ops = self._operands()
+        hv = ops.h
         j = self._pending
+        g = ops.g[j]  # the next held column: P h is computed in place
+        _symv(1.0, ops.P, hv, 0.0, g)
         if j:
-            # P h with the held corrections: P0 h - G diag(1/den) G^T h.
-            Gj = self._Gbuf[:, :j]
-            c = self._c[:j]
-            np.dot(h, Gj, out=c)
-            c /= self._dens[:j]
-            g = _dgemv(-1.0, Gj, c, beta=1.0, y=g, overwrite_y=1)
-        den = 1.0 / w + float(h @ g)
+            # P h with the held corrections: P0 h - G G^T h.
+            Gj, c = ops.G[j], ops.c[j]
+            _gemv(True, 1.0, Gj, hv, 0.0, c)
+            _gemv(False, -1.0, Gj, c, 1.0, g)
+        den = 1.0 / w + _dot(hv, g)
         if not (math.isfinite(den) and den > 0.0):
             raise LearnerError("h must be finite numbers (the update would not be finite)")
-        beta = self.beta_
-        e = self._e
-        np.dot(h, beta, out=e)
-        np.negative(e, out=e)
-        e[y] += 1.0
-        _dger(1.0 / den, g, e, a=beta, overwrite_a=1, overwrite_x=0, overwrite_y=0)
-        self._Gbuf[:, j] = g
-        self._dens[j] = den
-        np.multiply(h, math.sqrt(w), out=self._Hbuf[j])
-        self.V_[:, y] += w * h
+        _gemv(True, -1.0, ops.beta, hv, 0.0, ops.e)  # e = t - beta^T h
+        self._e[y] += 1.0
+        s = 1.0 / math.sqrt(den)
+        _scal(s, g)  # held as g / sqrt(den)
+        _ger(s, g, ops.e, ops.beta)  # beta += g e^T / den
+        np.multiply(self._h, math.sqrt(w), out=self._hcols[j])
+        _axpy(w, hv, ops.Vcol[y])  # V[:, y] += w h
         self._pending = j + 1
         if self._pending == _LAZY or self.forgetting < 1.0:
             self._flush()
@@ -385,34 +444,38 @@ class OSELM:
         if m == 0:
             return self
         if m == 1:
-            return self._update_one(np.ascontiguousarray(H[0]), int(y[0]))
+            return self._update_one(H[0], int(y[0]))
         self._flush()
-        K = self.n_classes
+        L, K = self.n_hidden, self.n_classes
         w = self.class_weight_[y]
         if self.forgetting < 1.0:
             # Beat i of the block is discounted lambda^(m-1-i), as if learned one at a time.
             self._forget(m)
             w = w * self.forgetting ** np.arange(m - 1, -1, -1, dtype=np.float64)
-        P, beta = self._P, self.beta_
-        Ht = H.T  # (L, m), a Fortran-ordered view of the C-ordered block
-        G = _dsymm(1.0, P, Ht)  # P H^T, (L, m)
-        S = H @ G
-        S[np.diag_indices(m)] += 1.0 / w
-        R, info = _dpotrf(S, lower=0, clean=1, overwrite_a=1)  # S = R^T R
-        if info != 0:
+        ops = self._operands()
+        Ht = Operand(np.ascontiguousarray(H).T)  # (L, m): column-major view of the row-major block
+        G = Operand(np.empty((L, m), order="F"))
+        _symm(1.0, ops.P, Ht, 0.0, G)  # G = P H^T
+        S = Operand(np.empty((m, m), order="F"))
+        _gemm(True, 1.0, Ht, G, 0.0, S)  # S = H P H^T (+ W^-1 below)
+        S.a.flat[:: m + 1] += 1.0 / w
+        if _potrf(S) != 0:  # S = R^T R, R in S's upper triangle
             raise LearnerError("block update is not positive definite (non-finite inputs?)")
         rows = np.arange(m)
-        E = -(H @ beta)
-        E[rows, y] += 1.0
-        X, info = _dpotrs(R, E, lower=0, overwrite_b=1)  # S^-1 E
-        _dgemm(1.0, G, X, beta=1.0, c=beta, overwrite_c=1)  # beta += G S^-1 E
-        A = _dtrsm(1.0, R, G, side=1, lower=0, overwrite_b=1)  # G R^-1, in place
-        _dsyrk(-1.0, A, beta=1.0, c=P, overwrite_c=1)  # P -= G S^-1 G^T
+        E = Operand(np.empty((m, K), order="F"))
+        _gemm(True, -1.0, Ht, ops.beta, 0.0, E)  # E = T - H beta
+        E.a[rows, y] += 1.0
+        info = _potrs(S, E)  # S^-1 E
+        if info != 0:
+            raise LearnerError(f"invalid argument {-info} to the block solve")
+        _gemm(False, 1.0, G, E, 1.0, ops.beta)  # beta += G S^-1 E
+        _trsm(1.0, S, G)  # G R^-1, in place
+        _syrk(-1.0, G, 1.0, ops.P)  # P -= G S^-1 G^T
         Hw = H * np.sqrt(w)[:, None]
-        _dsyrk(1.0, Hw.T, beta=1.0, c=self._U, overwrite_c=1)  # U += H^T W H
-        T = np.zeros((m, K))
+        _syrk(1.0, Operand(Hw.T), 1.0, ops.U)  # U += H^T W H
+        T = np.zeros((m, K), order="F")
         T[rows, y] = w
-        _dgemm(1.0, Ht, T, beta=1.0, c=self.V_, overwrite_c=1)  # V += H^T W T
+        _gemm(False, 1.0, Ht, Operand(T), 1.0, ops.V)  # V += H^T W T
         self.n_seen_ += m
         np.add.at(self.class_counts_, y, 1)
         self.since_resolve_ += m
@@ -425,10 +488,9 @@ class OSELM:
         self._ensure()
         R = _ridge_factor(self.U_, self.C)
         self.beta_[...] = _ridge_solve(R, self.V_)
-        Pinv, info = _dpotri(R, lower=0, overwrite_c=1)  # upper triangle of (R^T R)^-1
-        if info != 0:
+        if _potri(Operand(R)) != 0:  # upper triangle of (R^T R)^-1, in place of R
             raise LearnerError("U + I/C is singular")
-        self._P[...] = Pinv
+        self._P[...] = R
         self.since_resolve_ = 0
         return self
 
