@@ -25,8 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from smfel.agent.keys import Ed25519PublicKey, key_id, verify_bytes
 from smfel.agent.protocol import _fields as f
@@ -191,6 +192,140 @@ def _load_without_data(data: bytes, limits: Limits) -> dict[str, Any] | None:
     return obj
 
 
+#: The canonical encoding of an update with its arrays' ``data`` strings cut out: every member
+#: in sorted order, each value in the one spelling ``canonical_json`` writes and in the format
+#: its reader accepts (strings whose characters JSON never escapes, integers without sign or
+#: leading zeros and at most 16 digits, ``null`` or a number for the accuracy). Anything else,
+#: including every spelling the full parse would refuse, does not match.
+_INT = rb"(?:0|[1-9][0-9]{0,15})"
+_ARRAY = (
+    rb'"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,31})":\{"data":"",'
+    rb'"dtype":"(?P<dtype><f8|<f4|<i8|<i4|\|i1|\|u1)",'
+    rb'"shape":\[(?P<shape>(?:' + _INT + rb"(?:," + _INT + rb")*)?)\]\}"
+)
+_ARRAY_RE = re.compile(_ARRAY)
+_UNNAMED_ARRAY = re.sub(rb"\(\?P<[a-z]+>", b"(?:", _ARRAY)
+_UPDATE_SKELETON = re.compile(
+    rb'\{"arrays":\{(?P<arrays>' + _UNNAMED_ARRAY + rb"(?:," + _UNNAMED_ARRAY + rb")*)\},"
+    rb'"key_id":"(?P<key_id>ed25519:[0-9a-f]{32})",'
+    rb'"kind":"(?P<kind>beta|stats)",'
+    rb'"local_accuracy":(?P<local_accuracy>null|-?(?:0|[1-9][0-9]{0,24})'
+    rb"(?:\.[0-9]{1,24})?(?:e[+-][0-9]{1,3})?),"
+    rb'"model_hash":"(?P<model_hash>sha256:[0-9a-f]{64})",'
+    rb'"n_samples":(?P<n_samples>' + _INT + rb"),"
+    rb'"node_id":"(?P<node_id>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",'
+    rb'"nonce":"(?P<nonce>[0-9a-f]{32})",'
+    rb'"round":(?P<round>' + _INT + rb"),"
+    rb'"schema":"smfel\.update/1"'
+    rb'(?P<signature_member>,"signature":"(?P<signature>[A-Za-z0-9+/]{86}==)"),'
+    rb'"timestamp":"(?P<timestamp>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
+    rb'(?:\.[0-9]{1,9})?Z)",'
+    rb'"weights_hash":"(?P<weights_hash>sha256:[0-9a-f]{64})"\}'
+)
+#: The members the skeleton spells out, in their order; the template is used only while they
+#: are exactly the update's member set (a new member turns it off rather than letting it lie).
+_SKELETON_MEMBERS = (
+    "arrays",
+    "key_id",
+    "kind",
+    "local_accuracy",
+    "model_hash",
+    "n_samples",
+    "node_id",
+    "nonce",
+    "round",
+    "schema",
+    "signature",
+    "timestamp",
+    "weights_hash",
+)
+_TEMPLATE_FITS = Update.SCHEMA == "smfel.update/1" and frozenset(_SKELETON_MEMBERS) == Update.FIELDS
+
+
+def _update_from_template(data: bytes, limits: Limits) -> tuple[Update, bytes] | None:
+    """Steps 3-5 for an update whose bytes have the canonical layout, read without a JSON scan
+    or a re-encoding; ``None`` when they do not have it (the full parse then decides).
+
+    The arrays' ``data`` strings are cut out (as :func:`_load_without_data` does) and the rest
+    must match :data:`_UPDATE_SKELETON`, which admits only the canonical spelling of each member
+    in sorted order. Putting the strings back therefore gives ``canonical_json`` of the object
+    built here, provided the strings themselves need no escape, which the strict base64 decoding
+    of ``get_arrays`` guarantees (it refuses every character outside the alphabet). The shortest
+    float spelling of the accuracy is checked against ``repr``, array names must be strictly
+    increasing (sorted, no repeats), and the envelope is built by the same readers
+    (``Update.from_obj``) as in the full parse; any refusal there goes back to the full parse,
+    which gives the reason in the documented order. The signed bytes are the received bytes
+    without the ``signature`` member, cut out where the skeleton found it.
+    """
+    if len(data) > limits.max_payload_bytes:
+        return None
+    view = memoryview(data)
+    pieces: list[memoryview] = []
+    strings: list[str] = []
+    start = cut = 0
+    while (i := data.find(_DATA_MEMBER, start)) >= 0:
+        begin = i + len(_DATA_MEMBER)
+        end = data.find(b'"', begin)
+        if end < 0:
+            return None
+        try:
+            strings.append(str(view[begin:end], "ascii"))
+        except UnicodeDecodeError:
+            return None
+        pieces.append(view[start:begin])
+        cut += end - begin
+        start = end
+    pieces.append(view[start:])
+    m = _UPDATE_SKELETON.fullmatch(b"".join(pieces))
+    if m is None:
+        return None
+    specs = list(_ARRAY_RE.finditer(m["arrays"]))
+    if len(specs) != len(strings):
+        return None
+    arrays: dict[str, dict[str, Any]] = {}
+    previous = ""
+    for a, text in zip(specs, strings, strict=True):
+        name = a["name"].decode("ascii")
+        if name <= previous:
+            return None  # not sorted, or repeated: the full parse tells which
+        previous = name
+        shape = a["shape"]
+        arrays[name] = {
+            "data": text,
+            "dtype": a["dtype"].decode("ascii"),
+            "shape": [int(s) for s in shape.split(b",")] if shape else [],
+        }
+    accuracy_text = m["local_accuracy"].decode("ascii")
+    accuracy: float | None = None
+    if accuracy_text != "null":
+        accuracy = float(accuracy_text)
+        if float.__repr__(accuracy) != accuracy_text:
+            return None
+    obj: dict[str, Any] = {
+        "arrays": arrays,
+        "key_id": m["key_id"].decode("ascii"),
+        "kind": m["kind"].decode("ascii"),
+        "local_accuracy": accuracy,
+        "model_hash": m["model_hash"].decode("ascii"),
+        "n_samples": int(m["n_samples"]),
+        "node_id": m["node_id"].decode("ascii"),
+        "nonce": m["nonce"].decode("ascii"),
+        "round": int(m["round"]),
+        "schema": Update.SCHEMA,
+        "signature": m["signature"].decode("ascii"),
+        "timestamp": m["timestamp"].decode("ascii"),
+        "weights_hash": m["weights_hash"].decode("ascii"),
+    }
+    try:
+        env = Update.from_obj(obj, limits)
+    except Rejected:
+        return None
+    # The signature member follows every data string, so its offset in ``data`` is its offset
+    # in the skeleton plus the length of the strings cut out before it.
+    sig_start, sig_end = m.start("signature_member") + cut, m.end("signature_member") + cut
+    return env, b"".join([view[:sig_start], view[sig_end:]])
+
+
 def _read(cls: type[E], data: bytes, obj: dict[str, Any], limits: Limits) -> tuple[E, bytes]:
     """Steps 3-5: the member set, every member's format, the canonical form; the envelope and
     the bytes its signature covers."""
@@ -233,7 +368,12 @@ def _parse(
     # Another type is refused by ``load_json`` below, with its reason.
     data = bytes(payload) if isinstance(payload, bytearray | memoryview) else payload
     read: tuple[E, bytes] | None = None
-    if obj is None and limits.require_canonical and "arrays" in cls.FIELDS:
+    # Updates, the envelopes a receiver sees thousands of a second, are read by their layout
+    # first; the JSON scan below decides whatever the layout does not fit.
+    if obj is None and cls is Update and _TEMPLATE_FITS and limits.require_canonical:
+        template = _update_from_template(data, limits) if type(data) is bytes else None
+        read = cast("tuple[E, bytes] | None", template)
+    if read is None and obj is None and limits.require_canonical and "arrays" in cls.FIELDS:
         quick = _load_without_data(data, limits) if type(data) is bytes else None
         if quick is not None:
             try:
