@@ -197,30 +197,31 @@ def _load_without_data(data: bytes, limits: Limits) -> dict[str, Any] | None:
 #: its reader accepts (strings whose characters JSON never escapes, integers without sign or
 #: leading zeros and at most 16 digits, ``null`` or a number for the accuracy). Anything else,
 #: including every spelling the full parse would refuse, does not match.
-_INT = rb"(?:0|[1-9][0-9]{0,15})"
+_INT = r"(?:0|[1-9][0-9]{0,15})"
 _ARRAY = (
-    rb'"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,31})":\{"data":"",'
-    rb'"dtype":"(?P<dtype><f8|<f4|<i8|<i4|\|i1|\|u1)",'
-    rb'"shape":\[(?P<shape>(?:' + _INT + rb"(?:," + _INT + rb")*)?)\]\}"
+    r'"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,31})":\{"data":"",'
+    r'"dtype":"(?P<dtype><f8|<f4|<i8|<i4|\|i1|\|u1)",'
+    r'"shape":\[(?P<shape>(?:' + _INT + r"(?:," + _INT + r")*)?)\]\}"
 )
 _ARRAY_RE = re.compile(_ARRAY)
-_UNNAMED_ARRAY = re.sub(rb"\(\?P<[a-z]+>", b"(?:", _ARRAY)
+_UNNAMED_ARRAY = re.sub(r"\(\?P<[a-z]+>", "(?:", _ARRAY)
+# ``[0-9]`` and the other classes are ASCII only (unlike ``\d`` in a text pattern).
 _UPDATE_SKELETON = re.compile(
-    rb'\{"arrays":\{(?P<arrays>' + _UNNAMED_ARRAY + rb"(?:," + _UNNAMED_ARRAY + rb")*)\},"
-    rb'"key_id":"(?P<key_id>ed25519:[0-9a-f]{32})",'
-    rb'"kind":"(?P<kind>beta|stats)",'
-    rb'"local_accuracy":(?P<local_accuracy>null|-?(?:0|[1-9][0-9]{0,24})'
-    rb"(?:\.[0-9]{1,24})?(?:e[+-][0-9]{1,3})?),"
-    rb'"model_hash":"(?P<model_hash>sha256:[0-9a-f]{64})",'
-    rb'"n_samples":(?P<n_samples>' + _INT + rb"),"
-    rb'"node_id":"(?P<node_id>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",'
-    rb'"nonce":"(?P<nonce>[0-9a-f]{32})",'
-    rb'"round":(?P<round>' + _INT + rb"),"
-    rb'"schema":"smfel\.update/1"'
-    rb'(?P<signature_member>,"signature":"(?P<signature>[A-Za-z0-9+/]{86}==)"),'
-    rb'"timestamp":"(?P<timestamp>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
-    rb'(?:\.[0-9]{1,9})?Z)",'
-    rb'"weights_hash":"(?P<weights_hash>sha256:[0-9a-f]{64})"\}'
+    r'\{"arrays":\{(?P<arrays>' + _UNNAMED_ARRAY + r"(?:," + _UNNAMED_ARRAY + r")*)\},"
+    r'"key_id":"(?P<key_id>ed25519:[0-9a-f]{32})",'
+    r'"kind":"(?P<kind>beta|stats)",'
+    r'"local_accuracy":(?P<local_accuracy>null|-?(?:0|[1-9][0-9]{0,24})'
+    r"(?:\.[0-9]{1,24})?(?:e[+-][0-9]{1,3})?),"
+    r'"model_hash":"(?P<model_hash>sha256:[0-9a-f]{64})",'
+    r'"n_samples":(?P<n_samples>' + _INT + r"),"
+    r'"node_id":"(?P<node_id>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",'
+    r'"nonce":"(?P<nonce>[0-9a-f]{32})",'
+    r'"round":(?P<round>' + _INT + r"),"
+    r'"schema":"smfel\.update/1"'
+    r'(?P<signature_member>,"signature":"(?P<signature>[A-Za-z0-9+/]{86}==)"),'
+    r'"timestamp":"(?P<timestamp>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
+    r'(?:\.[0-9]{1,9})?Z)",'
+    r'"weights_hash":"(?P<weights_hash>sha256:[0-9a-f]{64})"\}'
 )
 #: The members the skeleton spells out, in their order; the template is used only while they
 #: are exactly the update's member set (a new member turns it off rather than letting it lie).
@@ -276,7 +277,11 @@ def _update_from_template(data: bytes, limits: Limits) -> tuple[Update, bytes] |
         cut += end - begin
         start = end
     pieces.append(view[start:])
-    m = _UPDATE_SKELETON.fullmatch(b"".join(pieces))
+    try:
+        skeleton = str(b"".join(pieces), "ascii")
+    except UnicodeDecodeError:
+        return None
+    m = _UPDATE_SKELETON.fullmatch(skeleton)
     if m is None:
         return None
     specs = list(_ARRAY_RE.finditer(m["arrays"]))
@@ -285,36 +290,47 @@ def _update_from_template(data: bytes, limits: Limits) -> tuple[Update, bytes] |
     arrays: dict[str, dict[str, Any]] = {}
     previous = ""
     for a, text in zip(specs, strings, strict=True):
-        name = a["name"].decode("ascii")
+        name, dtype, shape = a.group("name", "dtype", "shape")
         if name <= previous:
             return None  # not sorted, or repeated: the full parse tells which
         previous = name
-        shape = a["shape"]
         arrays[name] = {
             "data": text,
-            "dtype": a["dtype"].decode("ascii"),
-            "shape": [int(s) for s in shape.split(b",")] if shape else [],
+            "dtype": dtype,
+            "shape": [int(s) for s in shape.split(",")] if shape else [],
         }
-    accuracy_text = m["local_accuracy"].decode("ascii")
+    key, kind, acc, model, n, node, nonce, rnd, sig, ts, wh = m.group(
+        "key_id",
+        "kind",
+        "local_accuracy",
+        "model_hash",
+        "n_samples",
+        "node_id",
+        "nonce",
+        "round",
+        "signature",
+        "timestamp",
+        "weights_hash",
+    )
     accuracy: float | None = None
-    if accuracy_text != "null":
-        accuracy = float(accuracy_text)
-        if float.__repr__(accuracy) != accuracy_text:
+    if acc != "null":
+        accuracy = float(acc)
+        if float.__repr__(accuracy) != acc:
             return None
     obj: dict[str, Any] = {
         "arrays": arrays,
-        "key_id": m["key_id"].decode("ascii"),
-        "kind": m["kind"].decode("ascii"),
+        "key_id": key,
+        "kind": kind,
         "local_accuracy": accuracy,
-        "model_hash": m["model_hash"].decode("ascii"),
-        "n_samples": int(m["n_samples"]),
-        "node_id": m["node_id"].decode("ascii"),
-        "nonce": m["nonce"].decode("ascii"),
-        "round": int(m["round"]),
+        "model_hash": model,
+        "n_samples": int(n),
+        "node_id": node,
+        "nonce": nonce,
+        "round": int(rnd),
         "schema": Update.SCHEMA,
-        "signature": m["signature"].decode("ascii"),
-        "timestamp": m["timestamp"].decode("ascii"),
-        "weights_hash": m["weights_hash"].decode("ascii"),
+        "signature": sig,
+        "timestamp": ts,
+        "weights_hash": wh,
     }
     try:
         env = Update.from_obj(obj, limits)
