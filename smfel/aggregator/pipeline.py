@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,10 @@ from smfel.agent.errors import SmfelError
 from smfel.agent.protocol import Limits as WireLimits
 from smfel.agent.protocol import NonceCache, Reason, Update, load_json, parse_update
 from smfel.agent.protocol import Rejected as WireRejected
-from smfel.aggregator.registry import Registry
+from smfel.aggregator.registry import KeyRecord, Registry
 from smfel.aggregator.strategies import AcceptedUpdate, UpdateKind
 
-__all__ = ["Limits", "Reason", "Rejected", "Verifier"]
+__all__ = ["Limits", "Reason", "Rejected", "Verifier", "VerifierBatch"]
 
 _KEY_ID = re.compile(rb"ed25519:[0-9a-f]{32}")
 _NODE_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
@@ -128,6 +128,24 @@ class Verifier:
         self, payload: bytes, *, round: int, already: Collection[str] = ()
     ) -> AcceptedUpdate:
         """The verified update for ``round``; ``already`` holds nodes accepted this round."""
+        return self._verify(payload, round, already, self.registry.snapshot(), self._now())
+
+    def batch(self) -> VerifierBatch:
+        """A verifier for updates taken off the queue together: one registry snapshot and one
+        clock reading serve them all (see :class:`VerifierBatch`)."""
+        return VerifierBatch(self, self.registry.snapshot(), self._now())
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+
+    def _verify(
+        self,
+        payload: bytes,
+        round: int,
+        already: Collection[str],
+        keys: Mapping[str, KeyRecord],
+        now: dt.datetime,
+    ) -> AcceptedUpdate:
         lim = self.limits
         if len(payload) > lim.max_payload:
             raise Rejected(Reason.OVERSIZE, f"{len(payload)} bytes > limit {lim.max_payload}")
@@ -146,7 +164,7 @@ class Verifier:
                 raise Rejected(err.reason, err.detail) from err
             kid = obj.get("key_id") if isinstance(obj.get("key_id"), str) else None
             node = obj.get("node_id") if isinstance(obj.get("node_id"), str) else None
-        record = self.registry.lookup(kid) if kid is not None else None
+        record = keys.get(kid) if kid is not None else None
         if record is None:
             raise Rejected(Reason.UNKNOWN_KEY, f"key {kid!r:.80} is not registered", node_id=node)
         if node is not None and record.node_id != node:
@@ -155,7 +173,6 @@ class Verifier:
             )
         if not record.usable:
             raise Rejected(Reason.REVOKED_KEY, f"key {kid} is {record.status}", node_id=node)
-        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         try:
             upd = parse_update(
                 payload,
@@ -237,3 +254,25 @@ class Verifier:
             raise reject(Reason.OUT_OF_BOUNDS, "V exceeds what the class counts allow")
         if lim.activation == "sigmoid" and (V < -1e-9).any():
             raise reject(Reason.OUT_OF_BOUNDS, "V has negative entries (sigmoid features are > 0)")
+
+
+class VerifierBatch:
+    """Verifies the updates of one batch with the registry and the clock read once.
+
+    Every check runs per update as in :meth:`Verifier.verify`, in the same order and with the
+    same reasons; only the registry snapshot (the ``PRAGMA data_version`` read and the lock)
+    and the current time are shared. A key revoked while a batch is verified is refused from
+    the next batch on, a few milliseconds later; the updates of the batch had arrived before
+    the revocation was read. Not thread-safe: one worker uses one batch, then drops it.
+    """
+
+    def __init__(self, verifier: Verifier, keys: Mapping[str, KeyRecord], now: dt.datetime) -> None:
+        self.verifier = verifier
+        self.keys = keys
+        self.now = now
+
+    def verify(
+        self, payload: bytes, *, round: int, already: Collection[str] = ()
+    ) -> AcceptedUpdate:
+        """As :meth:`Verifier.verify`, against the batch's snapshot and time."""
+        return self.verifier._verify(payload, round, already, self.keys, self.now)

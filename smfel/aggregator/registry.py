@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 from smfel.agent.keys import (
@@ -183,7 +183,7 @@ class Registry:
         self.on_event = on_event
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._cache: dict[str, KeyRecord] = {}
+        self._cache: Mapping[str, KeyRecord] = MappingProxyType({})
         self._cache_version: int | None = None
         self._public: dict[str, Ed25519PublicKey] = {}
 
@@ -339,14 +339,22 @@ class Registry:
             "SELECT k.key_id, k.node_id, k.public_key, k.status, n.status "
             "FROM keys k JOIN nodes n ON n.node_id = k.node_id"
         ).fetchall()
-        self._cache = {r[0]: KeyRecord(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows}
+        self._cache = MappingProxyType(
+            {r[0]: KeyRecord(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows}
+        )
         self._cache_version = version
 
     def lookup(self, kid: str) -> KeyRecord | None:
         """The key ``kid`` with its node's status, or ``None`` if it was never registered."""
+        return self.snapshot().get(kid)
+
+    def snapshot(self) -> Mapping[str, KeyRecord]:
+        """Every key by id, as committed now (one ``PRAGMA data_version`` read). A refresh
+        replaces the mapping instead of changing it, so a snapshot stays as it was: a batch of
+        updates is judged against one registry state for the price of one lookup."""
         with self._lock:
             self._refresh()
-            return self._cache.get(kid)
+            return self._cache
 
     def public_key(self, record: KeyRecord) -> Ed25519PublicKey:
         """The key object for ``record`` (parsed once and cached)."""

@@ -43,7 +43,7 @@ from smfel.agent.transport import (
 )
 from smfel.aggregator.config import AggregatorConfig, MqttSection
 from smfel.aggregator.ledger import Ledger
-from smfel.aggregator.pipeline import Limits, Rejected, Verifier
+from smfel.aggregator.pipeline import Limits, Rejected, Verifier, VerifierBatch
 from smfel.aggregator.registry import KeyEvent, Registry
 from smfel.aggregator.rounds import OpenRound, RoundResult
 from smfel.aggregator.strategies import GlobalState, Strategy, make_strategy
@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for the broker's PUBACK of an announcement, model or checkpoint, and for
 #: the SUBACK of the update subscription.
 ACK_TIMEOUT = 10.0
+#: Updates verified with one registry snapshot and one clock reading, at most (a batch takes
+#: what is queued already, so a quiet service verifies one at a time).
+BATCH = 64
 #: Where TLS without a ``ca_file`` finds the system's certificate authorities (Debian).
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -246,26 +249,47 @@ class Aggregator:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            try:
-                if item is not None and item[0] == "open":
-                    if self._round is None:
-                        self._expect = item[1]
-                        self._open_round(self._next_round)
-                elif item is not None:
-                    self._handle(*item)
-                self._maybe_close()
-            except Exception:
-                # One bad update or one failed publish never stops the service.
-                self.errors += 1
-                log.exception("aggregator worker error (continuing)")
+            # What else is queued already is taken in the same batch: the updates share one
+            # registry snapshot and one clock reading (``Verifier.batch``), each still checked
+            # on its own and in arrival order.
+            batch: VerifierBatch | None = None
+            for _ in range(BATCH):
+                if item is None:
+                    self._step(None, None)
+                    break
+                if item[0] != "open" and batch is None:
+                    batch = self.verifier.batch()
+                self._step(item, batch)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                self._step(item, batch)
 
-    def _handle(self, topic: str, payload: bytes) -> None:
+    def _step(self, item: tuple[str, Any] | None, batch: VerifierBatch | None) -> None:
+        """One queued item (``None``: nothing arrived), then the round's closing check."""
+        try:
+            if item is not None and item[0] == "open":
+                if self._round is None:
+                    self._expect = item[1]
+                    self._open_round(self._next_round)
+            elif item is not None:
+                self._handle(item[0], item[1], batch)
+            self._maybe_close()
+        except Exception:
+            # One bad update or one failed publish never stops the service.
+            self.errors += 1
+            log.exception("aggregator worker error (continuing)")
+
+    def _handle(self, topic: str, payload: bytes, batch: VerifierBatch | None = None) -> None:
         r = self._round
         if r is None:
             return
         topic_node = topic.rsplit("/", 1)[-1]
+        verifier = batch if batch is not None else self.verifier
         try:
-            upd = self.verifier.verify(payload, round=r.number, already=r.accepted.keys())
+            upd = verifier.verify(payload, round=r.number, already=r.accepted.keys())
         except Rejected as rej:
             node = rej.node_id or topic_node
             log.info("round %d: rejected update from %s: %s", r.number, node, rej)
@@ -290,7 +314,9 @@ class Aggregator:
             heard = set(r.accepted) | {node for node, _, _ in r.rejected}
             done = self._expect <= heard
         else:
-            done = r.should_close(self.clock(), self._active_nodes() if r.accepted else (), early)
+            # The active nodes (a registry query) matter only once an early close could happen.
+            could = early and len(r.accepted) >= r.quorum
+            done = r.should_close(self.clock(), self._active_nodes() if could else (), early)
         if not (done or self.clock() >= r.deadline):
             return
         self._round = None
