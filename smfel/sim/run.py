@@ -33,7 +33,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from smfel.agent.bundle import load_bundle
-from smfel.agent.keys import Ed25519PrivateKey, key_id, public_key_raw
+from smfel.agent.keys import (
+    Ed25519PrivateKey,
+    key_id,
+    public_key_raw,
+    use_openssl_for_large_messages,
+)
 from smfel.agent.learner import OSELM
 from smfel.agent.model_defaults import DEFAULT_C, DEFAULT_HIDDEN, default_class_weights
 from smfel.agent.runtime import open_runtime
@@ -214,6 +219,7 @@ def run_fleet(
                 results[res.round] = res
                 closed.notify_all()
 
+        use_openssl_for_large_messages()  # as `smfel-aggregator serve` does
         agg = Aggregator(cfg, signing_key=issuer, on_round=on_round, manual_rounds=True)
         agg.start()
         assert agg.registry is not None
