@@ -54,7 +54,8 @@ __all__ = [
     "symm",
     "symv",
     "syrk",
-    "trsm",
+    "trmm",
+    "trtri",
 ]
 
 F64 = NDArray[np.float64]
@@ -75,6 +76,22 @@ _LEFT, _RIGHT = _E(141), _E(142)
 _ONE = _I64(1)
 _U = b"U"
 _LEN1 = _L(1)
+_CHAR = ctypes.c_char
+addressof = ctypes.addressof
+
+
+def _address(a: F64) -> int:
+    """The address of ``a``'s first element.
+
+    ``a.ctypes.data`` costs about 1 us; a ctypes view of the buffer about a quarter of that,
+    which counts for the temporaries of every block update. The buffer view needs a writable
+    array contiguous in C order, as column-major matrices are once transposed.
+    """
+    view: Any = a.T if a.ndim == 2 and not a.flags.c_contiguous else a
+    try:
+        return addressof(_CHAR.from_buffer(view))
+    except (TypeError, ValueError, BufferError):
+        return int(a.ctypes.data)
 
 
 class Operand:
@@ -107,7 +124,7 @@ class Operand:
             raise ValueError("an operand is a vector or a matrix")
         self.a = a
         self.shape = (rows, cols)
-        self.ptr = _P(a.ctypes.data)
+        self.ptr = _P(_address(a))
         self.n = _I64(rows)
         self.m = _I64(cols)
         self.ld = _I64(ld)
@@ -136,11 +153,13 @@ _SIGNATURES: dict[str, tuple[bool, list[Any], Any]] = {
         [_E, _E, _E, _I64, _I64, _I64, _D, _P, _I64, _P, _I64, _D, _P, _I64],
         None,
     ),
-    "dtrsm": (True, [_E, _E, _E, _E, _E, _I64, _I64, _D, _P, _I64, _P, _I64], None),
-    # Fortran LAPACK: every argument by reference, then the hidden length of UPLO.
+    "dtrmm": (True, [_E, _E, _E, _E, _E, _I64, _I64, _D, _P, _I64, _P, _I64], None),
+    # Fortran LAPACK: every argument by reference, then the hidden lengths of the CHARACTERs.
     "dpotrf": (False, [_S, _P, _P, _P, _P, _L], None),
     "dpotri": (False, [_S, _P, _P, _P, _P, _L], None),
     "dpotrs": (False, [_S, _P, _P, _P, _P, _P, _P, _P, _L], None),
+    "dtrtri": (False, [_S, _S, _P, _P, _P, _P, _L, _L], None),
+    "dlaset": (False, [_S, _P, _P, _P, _P, _P, _P, _L], None),
 }
 
 
@@ -218,9 +237,11 @@ def _openblas_routines(r: dict[str, Any]) -> dict[str, Callable[..., Any]]:
         r["daxpy"],
         r["dscal"],
     )
-    _syrk, _symm, _gemm, _trsm = r["dsyrk"], r["dsymm"], r["dgemm"], r["dtrsm"]
-    _potrf, _potri, _potrs = r["dpotrf"], r["dpotri"], r["dpotrs"]
+    _syrk, _symm, _gemm, _trmm = r["dsyrk"], r["dsymm"], r["dgemm"], r["dtrmm"]
+    _potrf, _potri, _potrs, _trtri = r["dpotrf"], r["dpotri"], r["dpotrs"], r["dtrtri"]
+    _laset = r["dlaset"]
     ref = ctypes.byref
+    zero = _D(0.0)
 
     def symv(alpha: float, A: Operand, x: Operand, beta: float, y: Operand) -> None:
         _symv(_COL, _UPPER, A.n, alpha, A.ptr, A.ld, x.ptr, _ONE, beta, y.ptr, _ONE)
@@ -251,12 +272,22 @@ def _openblas_routines(r: dict[str, Any]) -> dict[str, Callable[..., Any]]:
         ta, k = (_TRANS, A.n) if trans_a else (_NOTRANS, A.m)
         _gemm(_COL, ta, _NOTRANS, C.n, C.m, k, alpha, A.ptr, A.ld, B.ptr, B.ld, beta, C.ptr, C.ld)
 
-    def trsm(alpha: float, R: Operand, B: Operand) -> None:
-        _trsm(_COL, _RIGHT, _UPPER, _NOTRANS, _NONUNIT, B.n, B.m, alpha, R.ptr, R.ld, B.ptr, B.ld)
+    def trmm(alpha: float, R: Operand, B: Operand) -> None:
+        _trmm(_COL, _RIGHT, _UPPER, _NOTRANS, _NONUNIT, B.n, B.m, alpha, R.ptr, R.ld, B.ptr, B.ld)
 
-    def potrf(A: Operand) -> int:
+    def potrf(A: Operand, clean: bool = False) -> int:
         info = _I64(0)
         _potrf(_U, ref(A.n), A.ptr, ref(A.ld), ref(info), _LEN1)
+        n = A.shape[0]
+        if clean and n > 1:  # zero below the diagonal: the (1, 0) block, n-1 square, lower
+            below = _P((A.ptr.value or 0) + A.a.itemsize)
+            size = _I64(n - 1)
+            _laset(b"L", ref(size), ref(size), ref(zero), ref(zero), below, ref(A.ld), _LEN1)
+        return int(info.value)
+
+    def trtri(R: Operand) -> int:
+        info = _I64(0)
+        _trtri(_U, b"N", ref(R.n), R.ptr, ref(R.ld), ref(info), _LEN1, _LEN1)
         return int(info.value)
 
     def potri(A: Operand) -> int:
@@ -279,7 +310,8 @@ def _openblas_routines(r: dict[str, Any]) -> dict[str, Callable[..., Any]]:
         "syrk": syrk,
         "symm": symm,
         "gemm": gemm,
-        "trsm": trsm,
+        "trmm": trmm,
+        "trtri": trtri,
         "potrf": potrf,
         "potri": potri,
         "potrs": potrs,
@@ -362,12 +394,17 @@ def _scipy_routines() -> dict[str, Callable[..., Any]]:
     def gemm(trans_a: bool, alpha: float, A: Operand, B: Operand, beta: float, C: Operand) -> None:
         into(C, fblas.dgemm(alpha, A.a, B.a, beta=beta, c=C.a, trans_a=int(trans_a), overwrite_c=1))
 
-    def trsm(alpha: float, R: Operand, B: Operand) -> None:
-        into(B, fblas.dtrsm(alpha, R.a, B.a, side=1, lower=0, overwrite_b=1))
+    def trmm(alpha: float, R: Operand, B: Operand) -> None:
+        into(B, fblas.dtrmm(alpha, R.a, B.a, side=1, lower=0, overwrite_b=1))
 
-    def potrf(A: Operand) -> int:
-        c, info = flapack.dpotrf(A.a, lower=0, clean=0, overwrite_a=1)
+    def potrf(A: Operand, clean: bool = False) -> int:
+        c, info = flapack.dpotrf(A.a, lower=0, clean=int(clean), overwrite_a=1)
         into(A, c)
+        return int(info)
+
+    def trtri(R: Operand) -> int:
+        c, info = flapack.dtrtri(R.a, lower=0, unitdiag=0, overwrite_c=1)
+        into(R, c)
         return int(info)
 
     def potri(A: Operand) -> int:
@@ -390,7 +427,8 @@ def _scipy_routines() -> dict[str, Callable[..., Any]]:
         "syrk": syrk,
         "symm": symm,
         "gemm": gemm,
-        "trsm": trsm,
+        "trmm": trmm,
+        "trtri": trtri,
         "potrf": potrf,
         "potri": potri,
         "potrs": potrs,
@@ -436,10 +474,13 @@ syrk: Callable[[float, Operand, float, Operand], None] = _routines["syrk"]
 symm: Callable[[float, Operand, Operand, float, Operand], None] = _routines["symm"]
 #: ``C = alpha op(A) B + beta C``, ``op(A) = A^T`` if ``trans_a``.
 gemm: Callable[[bool, float, Operand, Operand, float, Operand], None] = _routines["gemm"]
-#: ``B = alpha B R^-1``, ``R`` upper triangular.
-trsm: Callable[[float, Operand, Operand], None] = _routines["trsm"]
-#: Cholesky ``A = R^T R`` in place (upper triangle; the lower is left as it was); LAPACK's info.
-potrf: Callable[[Operand], int] = _routines["potrf"]
+#: ``B = alpha B R``, ``R`` upper triangular.
+trmm: Callable[[float, Operand, Operand], None] = _routines["trmm"]
+#: ``R^-1`` in place of the upper triangular ``R``; LAPACK's info.
+trtri: Callable[[Operand], int] = _routines["trtri"]
+#: Cholesky ``A = R^T R`` in place, ``R`` in the upper triangle; below it ``A`` is left as it
+#: was, or zeroed with ``clean``; LAPACK's info.
+potrf: Callable[..., int] = _routines["potrf"]
 #: ``(R^T R)^-1`` in place of ``R`` (upper triangle); LAPACK's info.
 potri: Callable[[Operand], int] = _routines["potri"]
 #: ``B = (R^T R)^-1 B`` in place; LAPACK's info.

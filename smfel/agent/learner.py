@@ -53,7 +53,8 @@ _scal = _lapack.scal
 _syrk = _lapack.syrk
 _symm = _lapack.symm
 _gemm = _lapack.gemm
-_trsm = _lapack.trsm
+_trmm = _lapack.trmm
+_trtri = _lapack.trtri
 _potrf = _lapack.potrf
 _potri = _lapack.potri
 _potrs = _lapack.potrs
@@ -70,14 +71,13 @@ def _ridge_factor(U: F64, C: float) -> F64:
     A = np.array(U, dtype=np.float64, order="F")
     n = A.shape[0]
     A.flat[:: n + 1] += 1.0 / C
-    info = _potrf(Operand(A))
+    info = _potrf(Operand(A), clean=True)
     if info != 0:
         raise LearnerError(
             "U + I/C is not positive definite: the statistics are not sums of w h h^T"
             if info > 0
             else f"invalid argument {-info} to the Cholesky factorisation"
         )
-    A[np.tri(n, k=-1, dtype=bool)] = 0.0
     return A
 
 
@@ -174,6 +174,26 @@ class _Operands:
         self.G = [Operand(Gbuf[:, :j]) for j in range(_LAZY + 1)]
         self.H = [Operand(Hbuf[:, :j]) for j in range(_LAZY + 1)]
         self.c = [Operand(c[:j]) for j in range(_LAZY + 1)]
+
+
+class _Block:
+    """Work arrays of a block update of ``m`` beats, with their operands.
+
+    Kept for the next block of the same size (a run of blocks usually has one size), which
+    saves building six operands and arrays per block; the memory is one block's temporaries,
+    and the device, which learns one beat at a time, never allocates it.
+    """
+
+    __slots__ = ("E", "G", "Hw", "S", "T", "m", "rows")
+
+    def __init__(self, L: int, K: int, m: int) -> None:
+        self.m = m
+        self.G = Operand(np.empty((L, m), order="F"))  # P H^T, then G R^-1
+        self.S = Operand(np.empty((m, m), order="F"))  # H P H^T + W^-1, then R, then R^-1
+        self.E = Operand(np.empty((m, K), order="F"))  # T - H beta, then S^-1 (T - H beta)
+        self.T = Operand(np.empty((m, K), order="F"))  # W T
+        self.Hw = Operand(np.empty((L, m), order="F"))  # (W^1/2 H)^T
+        self.rows = np.arange(m)
 
 
 class OSELM:
@@ -292,6 +312,7 @@ class OSELM:
         self._hcols = [self._Hbuf[:, j] for j in range(_LAZY)]
         self._c = np.empty(_LAZY)
         self._ops = _Operands(self)
+        self._block: _Block | None = None
 
     def _operands(self) -> _Operands:
         """The buffers' operands, rebuilt if ``beta_`` or ``V_`` was replaced by another array."""
@@ -307,6 +328,8 @@ class OSELM:
         state = self.__dict__.copy()
         state.pop("_ops", None)
         state.pop("_hcols", None)
+        if "_block" in state:
+            state["_block"] = None  # rebuilt by the next block update
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -453,29 +476,34 @@ class OSELM:
             self._forget(m)
             w = w * self.forgetting ** np.arange(m - 1, -1, -1, dtype=np.float64)
         ops = self._operands()
+        blk = self._block
+        if blk is None or blk.m != m:
+            blk = self._block = _Block(L, K, m)
+        G, S, E, rows = blk.G, blk.S, blk.E, blk.rows
         Ht = Operand(np.ascontiguousarray(H).T)  # (L, m): column-major view of the row-major block
-        G = Operand(np.empty((L, m), order="F"))
         _symm(1.0, ops.P, Ht, 0.0, G)  # G = P H^T
-        S = Operand(np.empty((m, m), order="F"))
         _gemm(True, 1.0, Ht, G, 0.0, S)  # S = H P H^T (+ W^-1 below)
         S.a.flat[:: m + 1] += 1.0 / w
         if _potrf(S) != 0:  # S = R^T R, R in S's upper triangle
             raise LearnerError("block update is not positive definite (non-finite inputs?)")
-        rows = np.arange(m)
-        E = Operand(np.empty((m, K), order="F"))
         _gemm(True, -1.0, Ht, ops.beta, 0.0, E)  # E = T - H beta
         E.a[rows, y] += 1.0
         info = _potrs(S, E)  # S^-1 E
         if info != 0:
             raise LearnerError(f"invalid argument {-info} to the block solve")
         _gemm(False, 1.0, G, E, 1.0, ops.beta)  # beta += G S^-1 E
-        _trsm(1.0, S, G)  # G R^-1, in place
+        # G R^-1 as R^-1 (m x m, cheap) and then a triangular product: in OpenBLAS 0.3.31 this
+        # takes half the time of the triangular solve with L right-hand sides (L = 512, m = 50).
+        if _trtri(S) != 0:
+            raise LearnerError("block update is not positive definite (non-finite inputs?)")
+        _trmm(1.0, S, G)
         _syrk(-1.0, G, 1.0, ops.P)  # P -= G S^-1 G^T
-        Hw = H * np.sqrt(w)[:, None]
-        _syrk(1.0, Operand(Hw.T), 1.0, ops.U)  # U += H^T W H
-        T = np.zeros((m, K), order="F")
+        np.multiply(H, np.sqrt(w)[:, None], out=blk.Hw.a.T)
+        _syrk(1.0, blk.Hw, 1.0, ops.U)  # U += H^T W H
+        T = blk.T.a
+        T.fill(0.0)
         T[rows, y] = w
-        _gemm(False, 1.0, Ht, Operand(T), 1.0, ops.V)  # V += H^T W T
+        _gemm(False, 1.0, Ht, blk.T, 1.0, ops.V)  # V += H^T W T
         self.n_seen_ += m
         np.add.at(self.class_counts_, y, 1)
         self.since_resolve_ += m

@@ -127,9 +127,14 @@ def test_level_3_routines_equal_numpy() -> None:
     np.testing.assert_allclose(B, ref_n, rtol=1e-12, atol=1e-12)
 
     R = np.asfortranarray(np.triu(rng.normal(size=(k, k))) + 4.0 * np.eye(k))
+    R[np.tri(k, k=-1, dtype=bool)] = 5.0  # never read
     Gc = G.copy(order="F")
-    _lapack.trsm(1.0, Operand(R), Operand(Gc))
-    np.testing.assert_allclose(Gc @ R, G, rtol=1e-10, atol=1e-10)
+    _lapack.trmm(-2.0, Operand(R), Operand(Gc))
+    np.testing.assert_allclose(Gc, -2.0 * G @ np.triu(R), rtol=1e-12, atol=1e-12)
+    Rinv = R.copy(order="F")
+    assert _lapack.trtri(Operand(Rinv)) == 0
+    np.testing.assert_allclose(np.triu(Rinv) @ np.triu(R), np.eye(k), rtol=0, atol=1e-12)
+    assert (Rinv[np.tri(k, k=-1, dtype=bool)] == 5.0).all()
 
 
 def test_cholesky_routines_equal_numpy() -> None:
@@ -148,6 +153,9 @@ def test_cholesky_routines_equal_numpy() -> None:
     np.testing.assert_allclose(A0 @ X, B, rtol=1e-10, atol=1e-10)
     assert _lapack.potri(Operand(A)) == 0
     np.testing.assert_allclose(upper(A), np.linalg.inv(A0), rtol=1e-9, atol=1e-12)
+    cleaned = A0.copy(order="F")
+    assert _lapack.potrf(Operand(cleaned), clean=True) == 0
+    np.testing.assert_array_equal(cleaned, R)  # the same factor, zero below the diagonal
 
 
 def test_cholesky_reports_a_matrix_that_is_not_positive_definite() -> None:
@@ -174,11 +182,11 @@ def test_a_copied_learner_learns_on_its_own_buffers(how: str) -> None:
         copy.deepcopy(learner) if how == "deepcopy" else pickle.loads(pickle.dumps(learner))  # noqa: S301 (own bytes)
     )
     frozen = learner.beta_.copy()
-    for i in range(50, 90):
-        twin.learn_one(X[i], int(y[i]))
+    twin.learn_many(X[50:85], y[50:85])  # a block of another size than the first
+    twin.learn_one(X[0], int(y[0]))
     np.testing.assert_array_equal(learner.beta_, frozen)  # the original is untouched
-    for i in range(50, 90):
-        learner.learn_one(X[i], int(y[i]))
+    learner.learn_many(X[50:85], y[50:85])
+    learner.learn_one(X[0], int(y[0]))
     np.testing.assert_array_equal(twin.beta_, learner.beta_)
     np.testing.assert_array_equal(twin.P_, learner.P_)
 
