@@ -151,3 +151,16 @@ def test_oversize_and_foreign_types_go_to_the_full_parse() -> None:
     assert parse_module._update_from_template(wire, small) is None
     assert _outcome(wire, small).startswith("oversize ")
     assert _outcome(bytes(np.frombuffer(wire, dtype=np.uint8)), LIMITS) == wire.hex()
+
+
+@pytest.mark.parametrize("digit", ["\u0660", "\u0966", "\uff10", "\U0001d7ce"])
+def test_a_timestamp_has_ascii_digits_only(digit: str) -> None:
+    # Other scripts' digits read as numbers too ("12:00:0\u0660" would be 12:00:00), so they
+    # would give one instant several spellings; RFC 3339 has ASCII digits only.
+    u = golden_update()
+    obj = u.to_dict()
+    obj["timestamp"] = obj["timestamp"].replace("12:00:00", "12:00:0" + digit)
+    wire = _signed_wire(obj)
+    outcome = _outcome(wire, LIMITS)
+    assert outcome == "malformed None None"  # refused by the reader, before the envelope exists
+    assert _outcome(_signed_wire(u.to_dict()), LIMITS) == u.to_bytes().hex()

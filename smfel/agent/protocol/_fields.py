@@ -29,7 +29,11 @@ ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 NONCE = re.compile(r"[0-9a-f]{32}")
 HASH = re.compile(r"sha256:[0-9a-f]{64}")
 KEY_ID = re.compile(r"ed25519:[0-9a-f]{32}")
-TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z")
+#: ASCII digits only: ``\d`` in a text pattern also matches other scripts' digits, which
+#: ``int`` reads, so one instant would have many spellings.
+TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
 MAX_INT = 2**53 - 1  # exact in every JSON implementation (IEEE doubles)
 
 
