@@ -156,14 +156,16 @@ class _Operands:
 
     ``G[j]``, ``H[j]`` and ``c[j]`` are the first ``j`` held columns (and entries); ``g[j]`` is
     column ``j`` of ``G``, where the next beat's ``P h`` is written; ``Vcol[k]`` is column ``k``
-    of ``V``.
+    of ``V``; ``diag`` is the diagonal of ``P`` (a numpy view: taking it anew every beat would
+    allocate).
     """
 
-    __slots__ = ("G", "H", "P", "U", "V", "Vcol", "beta", "c", "e", "g", "h")
+    __slots__ = ("G", "H", "P", "U", "V", "Vcol", "beta", "c", "diag", "e", "g", "h")
 
     def __init__(self, learner: OSELM) -> None:
         Gbuf, Hbuf, c = learner._Gbuf, learner._Hbuf, learner._c
         self.P = Operand(learner._P)
+        self.diag = np.diagonal(learner._P)
         self.U = Operand(learner._U)
         self.beta = Operand(learner.beta_)
         self.V = Operand(learner.V_)
@@ -389,10 +391,9 @@ class OSELM:
     def _forget(self, steps: int) -> None:
         lam = self.forgetting**steps
         self._flush()
-        P = self._P
         # Only the upper triangle is meaningful; its diagonal is the trace.
-        if np.trace(P) / lam <= self.trace_limit_:
-            P *= 1.0 / lam
+        if float(self._ops.diag.sum()) / lam <= self.trace_limit_:
+            self._P *= 1.0 / lam
             self._U *= lam
             self.V_ *= lam
 
