@@ -163,6 +163,10 @@ _SIGNATURES: dict[str, tuple[bool, list[Any], Any]] = {
 }
 
 
+#: Level-1 and level-2 routines: O(L^2) work at most.
+_VECTOR = frozenset({"dsymv", "dgemv", "dger", "ddot", "daxpy", "dscal"})
+
+
 def _symbol(name: str, cblas: bool) -> str:
     return f"scipy_cblas_{name}64_" if cblas else f"scipy_{name}_64_"
 
@@ -209,9 +213,12 @@ def _load_openblas() -> tuple[dict[str, Any], str]:
         if "USE64BITINT" not in text:
             problems.append(f"{path.name}: not built with 64-bit integers ({text!r})")
             continue
+        # The vector routines take microseconds: called keeping the GIL (PyDLL), they skip its
+        # release and re-acquisition; the matrix routines, up to milliseconds, release it.
+        held = ctypes.PyDLL(str(path))
         routines: dict[str, Any] = {}
         for name, (cblas, argtypes, restype) in _SIGNATURES.items():
-            fn = getattr(lib, _symbol(name, cblas), None)
+            fn = getattr(held if name in _VECTOR else lib, _symbol(name, cblas), None)
             if fn is None:
                 break
             fn.argtypes = argtypes
