@@ -3,7 +3,7 @@
 numpy's wheels bundle an OpenBLAS (``numpy.libs/libscipy_openblas64_-*.so``: 64-bit integers,
 symbols named ``scipy_cblas_dgemm64_``, ``scipy_dpotrf_64_``), which numpy maps into the
 process anyway. scipy's wheels bundle a second one; reaching the routines through scipy's
-wrappers maps it too, about 10 MB of resident memory on a board that budgets 80 MB for the
+wrappers maps it too: 10 to 14 MB of resident memory on a board that budgets 80 MB for the
 whole agent. So the routines are called here through ``ctypes`` in numpy's library, and scipy
 is not imported at all.
 
@@ -77,7 +77,7 @@ _ONE = _I64(1)
 _U = b"U"
 _LEN1 = _L(1)
 _CHAR = ctypes.c_char
-addressof = ctypes.addressof
+_addressof = ctypes.addressof
 
 
 def _address(a: F64) -> int:
@@ -89,7 +89,7 @@ def _address(a: F64) -> int:
     """
     view: Any = a.T if a.ndim == 2 and not a.flags.c_contiguous else a
     try:
-        return addressof(_CHAR.from_buffer(view))
+        return _addressof(_CHAR.from_buffer(view))
     except (TypeError, ValueError, BufferError):
         return int(a.ctypes.data)
 

@@ -52,6 +52,11 @@ def test_operand_describes_views_and_refuses_row_major() -> None:
     op = Operand(big[:5, 1:4])  # rows 5, leading dimension 8
     assert op.shape == (5, 3) and op.ld.value == 8 and op.n.value == 5 and op.m.value == 3
     assert op.ptr.value == big[:5, 1:4].ctypes.data
+    frozen = np.arange(6.0)
+    frozen.flags.writeable = False
+    assert Operand(frozen).ptr.value == frozen.ctypes.data
+    block = np.zeros((7, 5))  # row-major, used through its transpose
+    assert Operand(block.T).ptr.value == block.ctypes.data and Operand(block.T).ld.value == 5
     with pytest.raises(ValueError, match="column-major"):
         Operand(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="contiguous"):
