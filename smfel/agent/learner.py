@@ -8,21 +8,24 @@ Woodbury identity; the weighted ridge objective is
          = (U + I/C)^-1 V,   U = sum_i w_i h_i^T h_i,   V = sum_i w_i h_i^T t_i.
 
 ``P = (U + I/C)^-1`` is updated in place with BLAS (one triangle of the symmetric matrices is
-stored, so ``P`` and ``U`` are symmetric by construction; the other stays zero). One beat at a
-time, the rank-one corrections ``g g^T / den`` of ``P`` and ``w h h^T`` of ``U`` are held back for
-up to 32 beats, as the columns ``g / sqrt(den)`` of ``G`` and ``sqrt(w) h`` of ``H``: ``P h`` is
-then ``P0 h - G G^T h``, and the corrections are applied together as one symmetric rank-k
-(BLAS-3) update. The BLAS calls go through :mod:`smfel.agent._lapack` on operands of the
-learner's buffers built once (a ctypes call is cheap only when its arguments are ready). This is the same arithmetic reordered,
-and reading ``P_`` or ``U_`` applies whatever is held first. ``U`` and ``V`` are kept because the
-exact federated strategy sums them across devices, and because a periodic exact re-solve from
-them removes the round-off that RLS accumulates.
+stored, so ``P`` and ``U`` are symmetric by construction). One beat at a time, the rank-one
+corrections ``g g^T / den`` of ``P`` and ``w h h^T`` of ``U`` are held back for up to 32 beats,
+as the columns ``g / sqrt(den)`` of ``G`` and ``sqrt(w) h`` of ``H``: ``P h`` is then
+``P0 h - G G^T h``, and the corrections are applied together as one symmetric rank-k (BLAS-3)
+update. This is the same arithmetic reordered, and reading ``P_`` or ``U_`` applies whatever is
+held first. ``U`` and ``V`` are kept because the exact federated strategy sums them across
+devices, and because a periodic exact re-solve from them removes the round-off that RLS
+accumulates.
 
 Forgetting (``forgetting < 1``) discounts old beats by ``lambda`` per beat. In directions the
 data stop exciting, ``P`` then grows by ``1/lambda`` per beat without bound ("covariance windup",
 Fortescue, Kershenbaum and Ydstie, Automatica 17(6), 1981); the guard suspends forgetting for an
 update whenever it would lift ``trace(P)`` above ``max_trace`` (by default the initial trace
 ``L * C``).
+
+The BLAS and LAPACK calls go through :mod:`smfel.agent._lapack` (numpy's OpenBLAS by ctypes) on
+operands of the learner's buffers built once: a ctypes call is cheap only when its arguments are
+ready.
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ class _Block:
     """Work arrays of a block update of ``m`` beats, with their operands.
 
     Kept for the next block of the same size (a run of blocks usually has one size), which
-    saves building six operands and arrays per block; the memory is one block's temporaries,
+    saves building five operands and arrays per block; the memory is one block's temporaries,
     and the device, which learns one beat at a time, never allocates it.
     """
 
