@@ -22,14 +22,20 @@ used on patients it never saw):
   S and V alike, are left out so that in bigeminy the template stays the normal beat; this
   needs no labels. The features are the correlation with the template over the P-wave region
   (a premature atrial beat starts from another focus, so its P wave differs or hides in the T
-  wave) and the RMS difference from the template over the QRS complex and over the T wave (a
-  ventricular beat differs in both; a bundle-branch-block patient's normal beats are wide yet
-  match the template). The same three numbers are also given relative to their typical values
-  for this patient (running averages over the beats that enter the template): the correlation
-  minus its typical value, the RMS differences over theirs. In a noisy record every beat
-  differs from the template a little, and without a visible P wave (atrial fibrillation) every
-  P-wave correlation is low; relative to the patient's usual values, what stands out is the
-  beat that differs more than the others do.
+  wave) and the RMS difference from the template over the T wave (a ventricular beat's
+  repolarisation differs). The correlation and the RMS differences over the QRS complex and
+  over the T wave are also given relative to their typical values for this patient (running
+  averages over the beats that enter the template): the correlation minus its typical value,
+  the RMS differences over theirs. In a noisy record every beat differs from the template a
+  little, and without a visible P wave (atrial fibrillation) every P-wave correlation is low;
+  relative to the patient's usual values, what stands out is the beat that differs more than
+  the others do (a bundle-branch-block patient's normal beats are wide yet match the
+  template). Two contrasts with the template complete them: ``qrs_slope``, the logarithm of
+  the ratio of the steepest sample-to-sample step from R - 50 ms to R + 80 ms in the beat to
+  that in the template (a ventricular beat spreads through the muscle instead of the
+  conduction system, so its QRS rises and falls more slowly), and ``p_energy``, the logarithm
+  of the ratio of the variance over the P-wave region to the template's (a P wave missing,
+  changed or overlapped by the previous T wave).
 
 Amplitudes are divided by the running peak-to-peak amplitude of the segments. Every running
 estimate (mean RR, amplitude, template) is updated after the beat's features are taken, from
@@ -45,7 +51,23 @@ correlations and RMS differences against an ungated template (every beat average
 about 0.67; gating the template, which keeps it the normal beat in bigeminy, about 0.68;
 dropping the QRS, T-wave and whole-beat correlations (redundant with the RMS differences)
 0.70, with less spread across seeds; adding ``rr_prev_z`` and the three relative morphology
-features 0.71 (S +P 36% to 38%, V +P 75% to 78%). Tried and left out for doing no better: the
+features 0.71 (S +P 36% to 38%, V +P 75% to 78%). With L = 150 hidden units (0.722), adding
+``qrs_slope`` and ``p_energy`` and dropping the absolute QRS RMS difference (its relative
+version stays) gave 0.729 (0.741 to 0.745 with annotated beats): S sensitivity 75.9% to 79.1%
+and +P 39.8% to 40.7%, V +P 77.5% to 80.3% at V sensitivity 89.1% to 87.4%. Each of the two
+alone moved the j-index by under 0.005, and both with the absolute QRS RMS difference kept
+0.724 (S 74.7% / 37.0%, V 89.1% / 81.6%): without it, the model leans less on the QRS
+shape of the few patients whose S beats are aberrated. Tried next to the 17 features and left
+out (five seeds, each within 0.005 of 0.718 or worse): the compensatory pause (previous plus
+next RR over twice the local mean, also in units of the typical step), the next RR over the
+local mean, the QRS energy ratio, the R-peak and S-trough differences, the T-wave projection
+on the template, the QRS correlation, the QRS absolute area difference (the R and S
+differences cost S sensitivity, 64% for the S trough); and next to ``qrs_slope`` and
+``p_energy``: the steepest rising and falling steps apart, the beat's peak-to-peak amplitude
+over the running amplitude, the QRS energy centroid and width against the template's, and the
+slope, width and P-energy contrasts relative to their typical values (each 0.714 to 0.722, S
+sensitivity 72-74%). Every feature added costs S sensitivity unless it adds as much: S beats
+come from few DS1 patients, and the model learns their particulars. Tried and left out for doing no better: the
 morphology window, or its difference from the template, next to these; finer QRS sampling;
 QRS width; P-wave prominence of the template and of the beat; lagged and amplitude-ratio
 template matches; RR relative to template-like beats only; the previous or next beat's
@@ -82,6 +104,8 @@ POST = 0.417  # seconds after it
 QRS_BEFORE = 0.100  # the QRS region of the segment: R - 100 ms ...
 QRS_AFTER = 0.150  # ... to R + 150 ms; the T-wave region follows it to the segment's end
 P_END = 0.072  # the P-wave region: from the segment's start to R - 72 ms
+SLOPE_BEFORE = 0.050  # the steepest slope is sought from R - 50 ms ...
+SLOPE_AFTER = 0.080  # ... to R + 80 ms
 LOCAL_BEATS = 10
 IRREGULAR_BEATS = 32
 IRREGULAR_STEP = 0.15
@@ -93,12 +117,15 @@ TEMPLATE_FIRST = 5  # the first beats always enter the template
 MIN_AMPLITUDE = 0.01  # mV; guards a flat line
 MIN_RMS = 1e-3  # floor of the typical RMS differences (in amplitude units)
 MIN_SPREAD = 0.02  # floor of the typical relative RR step in rr_prev_z
+MIN_VARIANCE = 1e-9  # floor of the P-wave variances in p_energy (in amplitude units^2)
+MIN_SLOPE = 1e-6  # floor of the steepest slopes in qrs_slope (amplitude units per sample)
 Z_MAX = 10.0  # rr_prev_z is clipped to +-Z_MAX
 
 FEATURE_NAMES: tuple[str, ...] = (
     "rr_prev_n", "rr_next_n", "rr_local_n", "rr_prev_local", "rr_prev_next",
     "rr_local_msd", "rr_local_sd", "rr_irr_median", "rr_irr_fraction", "rr_irr_mean",
-    "rr_prev_z", "corr_p", "rms_qrs", "rms_t", "corr_p_rel", "rms_qrs_rel", "rms_t_rel",
+    "rr_prev_z", "corr_p", "rms_t", "corr_p_rel", "rms_qrs_rel", "rms_t_rel", "qrs_slope",
+    "p_energy",
 )  # fmt: skip
 N_FEATURES = len(FEATURE_NAMES)
 
@@ -111,9 +138,10 @@ class BeatFeatures:
 
     Cost matters (a device runs this for every beat in a few tens of microseconds): the RR
     statistics are taken in plain Python over at most ``IRREGULAR_BEATS`` numbers, and the
-    correlation and the two RMS differences come from the sums of ``s``, ``t``, ``s^2``, ``t^2``,
-    ``s t`` and ``(s - t)^2`` over the three regions, all given by one matrix product with a
-    fixed region-indicator matrix.
+    correlation, the two RMS differences and the P-wave variances come from the sums of ``s``,
+    ``t``, ``s^2``, ``t^2``, ``s t`` and ``(s - t)^2`` over the three regions, all given by one
+    matrix product with a fixed region-indicator matrix; the steepest steps of the beat and
+    the template are taken together in a preallocated buffer.
     """
 
     def __init__(self, fs: float) -> None:
@@ -122,7 +150,9 @@ class BeatFeatures:
         q0 = self.pre - int(round(QRS_BEFORE * fs))
         q1 = self.pre + int(round(QRS_AFTER * fs))
         p1 = self.pre - int(round(P_END * fs))
-        if not 0 < q0 < self.pre < q1 < self.length or not 0 < p1 < self.pre:
+        s0 = self.pre - int(round(SLOPE_BEFORE * fs))
+        s1 = self.pre + int(round(SLOPE_AFTER * fs))
+        if not 0 < q0 < self.pre < q1 < self.length or not 0 < p1 < self.pre or not s0 < s1 - 1:
             raise ValueError(f"sampling rate {fs} Hz too low for the beat segment's regions")
         # Columns: P-wave region, QRS, T-wave region.
         regions = np.zeros((self.length, 3))
@@ -130,6 +160,8 @@ class BeatFeatures:
         regions[q0:q1, 1] = 1.0
         regions[q1:, 2] = 1.0
         self._regions = regions
+        self._slope = (s0, s1)
+        self._steps_buf = np.empty((2, s1 - s0 - 1))  # successive differences, beat and template
         self._sizes: list[float] = regions.sum(axis=0).tolist()
         self._rows = np.empty((6, self.length))  # s, t, s*s, t*t, s*t, (s-t)^2
         self._rr: deque[float] = deque(maxlen=IRREGULAR_BEATS)
@@ -158,14 +190,14 @@ class BeatFeatures:
         if self._template is None:
             self._template = seg.copy()
         rhythm = self._rhythm(rr_prev, rr_next)
-        shape = self._morphology(seg, self._template)
+        shape, contrast = self._morphology(seg, self._template)
         typ = self._typical
         if typ is None:
             relative = [0.0, 1.0, 1.0]
         else:
             relative = [shape[0] - typ[0], shape[1] / max(typ[1], MIN_RMS)]
             relative.append(shape[2] / max(typ[2], MIN_RMS))
-        out = np.array(rhythm + shape + relative)
+        out = np.array([*rhythm, shape[0], shape[2], *relative, *contrast])
         if rhythm[3] >= TEMPLATE_GATE or self._in_template < TEMPLATE_FIRST:
             self._in_template += 1
             rate = 1.0 / min(self._in_template, TEMPLATE_BEATS)
@@ -201,9 +233,16 @@ class BeatFeatures:
         out.append(_clip((rr_prev / lm - 1.0) / max(spread, MIN_SPREAD)))
         return out
 
-    def _morphology(self, seg: F64, tpl: F64) -> list[float]:
+    def _morphology(self, seg: F64, tpl: F64) -> tuple[list[float], list[float]]:
+        """``[corr_p, rms_qrs, rms_t]`` (their typical values are kept) and
+        ``[qrs_slope, p_energy]``."""
         rows = self._rows
         rows[1] = tpl
+        s0, s1 = self._slope
+        steps = self._steps_buf
+        np.subtract(rows[:2, s0 + 1 : s1], rows[:2, s0 : s1 - 1], out=steps)
+        np.abs(steps, out=steps)
+        steep = steps.max(axis=1).tolist()
         np.multiply(seg, seg, out=rows[2])
         np.multiply(tpl, tpl, out=rows[3])
         np.multiply(seg, tpl, out=rows[4])
@@ -212,9 +251,12 @@ class BeatFeatures:
         sums = (rows @ self._regions).tolist()  # each row's sums over the regions
         (s, _, _), (t, _, _), (ss, _, _), (tt, _, _), (st, _, _), (_, dq, dt) = sums
         n_p, n_qrs, n_t = self._sizes
-        var = (ss - s * s / n_p) * (tt - t * t / n_p)
+        var_s, var_t = ss - s * s / n_p, tt - t * t / n_p
+        var = var_s * var_t
         corr_p = (st - s * t / n_p) / math.sqrt(var) if var > 1e-18 else 0.0
-        return [corr_p, math.sqrt(dq / n_qrs), math.sqrt(dt / n_t)]
+        slope = math.log(max(steep[0], MIN_SLOPE) / max(steep[1], MIN_SLOPE))
+        p_energy = math.log(max(var_s / n_p, MIN_VARIANCE) / max(var_t / n_p, MIN_VARIANCE))
+        return [corr_p, math.sqrt(dq / n_qrs), math.sqrt(dt / n_t)], [slope, p_energy]
 
 
 def _clip(z: float) -> float:

@@ -44,8 +44,9 @@ def test_steady_identical_beats_match_their_template_and_are_regular() -> None:
     assert X[-1, COL["corr_p"]] == pytest.approx(1.0)
     assert X[-1, COL["corr_p_rel"]] == pytest.approx(0.0, abs=1e-9)
     assert X[-1, COL["rr_prev_z"]] == pytest.approx(0.0)
-    for name in ("rms_qrs", "rms_t", "rr_local_msd", "rr_local_sd", "rr_irr_fraction"):
+    for name in ("rms_qrs_rel", "rms_t", "qrs_slope", "p_energy", "rr_local_msd", "rr_local_sd"):
         assert X[-1, COL[name]] == pytest.approx(0.0, abs=1e-12)
+    assert X[-1, COL["rr_irr_fraction"]] == 0.0
     for name in ("rr_prev_n", "rr_next_n", "rr_local_n", "rr_prev_local", "rr_prev_next"):
         assert X[-1, COL[name]] == pytest.approx(1.0)
 
@@ -55,12 +56,24 @@ def test_a_premature_wide_inverted_beat_stands_out() -> None:
     pvc = (_beat(width=0.04, sign=-1.0, p_wave=0.0), 0.45, 1.15)
     X = _run([*normal, pvc, (_beat(), 1.15, 0.8)])
     n, v = X[-3], X[-2]
-    assert v[COL["rms_qrs"]] > 0.3 and n[COL["rms_qrs"]] < 0.01
+    assert v[COL["rms_qrs_rel"]] > 100.0 and n[COL["rms_qrs_rel"]] < 0.01
+    # Three times as wide: its steepest step is about a third of the template's.
+    assert v[COL["qrs_slope"]] < -0.9 and abs(n[COL["qrs_slope"]]) < 1e-9
     assert v[COL["corr_p"]] < 0.5 and n[COL["corr_p"]] > 0.99
     assert v[COL["rr_prev_local"]] < 0.6 and v[COL["rr_prev_next"]] < 0.5
     assert v[COL["rr_prev_n"]] < 0.6 and v[COL["rr_next_n"]] > 1.3
     # Early in a steady rhythm: many typical steps early (clipped).
     assert v[COL["rr_prev_z"]] == -10.0
+
+
+def test_a_missing_p_wave_lowers_p_energy_and_keeps_the_qrs_slope() -> None:
+    normal = [(_beat(), 0.8, 0.8)] * 30
+    X = _run([*normal, (_beat(p_wave=0.0), 0.5, 1.0), (_beat(p_wave=0.3), 1.0, 0.8)])
+    missing, doubled = X[-2], X[-1]
+    assert missing[COL["p_energy"]] < -5.0
+    # Twice the P-wave amplitude, four times its variance (the template barely moved).
+    assert doubled[COL["p_energy"]] == pytest.approx(np.log(4.0), abs=0.1)
+    assert abs(missing[COL["qrs_slope"]]) < 1e-6
 
 
 def test_relative_morphology_discounts_a_patients_usual_noise() -> None:
@@ -71,7 +84,7 @@ def test_relative_morphology_discounts_a_patients_usual_noise() -> None:
     n, v = X[-2], X[-1]
     # Every beat of a noisy record differs from the template; only the PVC differs much more
     # than the record's beats usually do.
-    assert n[COL["rms_qrs"]] > 0.02
+    assert n[COL["rms_t"]] > 0.02
     assert 0.5 < n[COL["rms_qrs_rel"]] < 2.0
     assert v[COL["rms_qrs_rel"]] > 5.0
     assert v[COL["corr_p_rel"]] < n[COL["corr_p_rel"]] - 0.3
@@ -94,7 +107,8 @@ def test_premature_beats_stay_out_of_the_template() -> None:
     for _ in range(40):
         beats += [(_beat(sign=-1.0, width=0.03), 0.5, 1.1), (_beat(), 1.1, 0.5)]
     X = _run(beats)
-    assert X[-2, COL["rms_qrs"]] > 0.3 and X[-1, COL["rms_qrs"]] < 0.01
+    assert X[-2, COL["rms_qrs_rel"]] > 10.0 and X[-1, COL["rms_qrs_rel"]] < 2.0
+    assert X[-2, COL["qrs_slope"]] < -0.5 and abs(X[-1, COL["qrs_slope"]]) < 0.1
 
 
 def test_irregularity_separates_alternating_from_steady_rhythm() -> None:
@@ -140,16 +154,19 @@ def test_real_ventricular_and_premature_atrial_beats_stand_out(mitdb: Path) -> N
     # Record 119: 444 V beats among normal beats, long runs of them in bigeminy (the template
     # must stay the normal beat); record 220: 94 premature atrial (S) beats.
     rb = load_record_beats(mitdb, "119", beats="detected")
-    rms = rb.X[:, COL["rms_qrs"]]
-    assert np.median(rms[rb.labels == "V"]) > 0.2
-    assert np.median(rms[rb.labels == "N"]) < 0.05
+    rms = rb.X[:, COL["rms_qrs_rel"]]
+    assert np.median(rms[rb.labels == "V"]) > 5.0
+    assert 0.5 < np.median(rms[rb.labels == "N"]) < 2.0
+    slope = rb.X[:, COL["qrs_slope"]]
+    assert np.median(slope[rb.labels == "V"]) < -0.2
+    assert abs(np.median(slope[rb.labels == "N"])) < 0.05
     rb = load_record_beats(mitdb, "220", beats="detected")
     early = rb.X[:, COL["rr_prev_local"]]
     assert np.median(early[rb.labels == "S"]) < 0.8
     assert np.median(early[rb.labels == "N"]) > 0.95
     # Both keep the normal QRS shape; the P wave of the S beats differs.
-    rms = rb.X[:, COL["rms_qrs"]]
-    assert np.median(rms[rb.labels == "S"]) < 0.1
+    slope = rb.X[:, COL["qrs_slope"]]
+    assert abs(np.median(slope[rb.labels == "S"])) < 0.05
     corr_p = rb.X[:, COL["corr_p"]]
     assert np.median(corr_p[rb.labels == "S"]) < 0.5
     assert np.median(corr_p[rb.labels == "N"]) > 0.9
