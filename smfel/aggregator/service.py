@@ -258,7 +258,7 @@ class Aggregator:
                     self._step(None, None)
                     break
                 if item[0] != "open" and batch is None:
-                    batch = self.verifier.batch()
+                    batch = self._new_batch()
                 self._step(item, batch)
                 try:
                     item = self._queue.get_nowait()
@@ -266,6 +266,16 @@ class Aggregator:
                     break
             else:
                 self._step(item, batch)
+
+    def _new_batch(self) -> VerifierBatch | None:
+        """A batch for the updates being taken off the queue; ``None`` (each update then reads
+        the registry itself, and fails on its own) if the registry cannot be read now."""
+        try:
+            return self.verifier.batch()
+        except Exception:
+            self.errors += 1
+            log.exception("aggregator: no registry snapshot for a batch (verifying one by one)")
+            return None
 
     def _step(self, item: tuple[str, Any] | None, batch: VerifierBatch | None) -> None:
         """One queued item (``None``: nothing arrived), then the round's closing check."""
