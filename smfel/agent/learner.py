@@ -189,12 +189,13 @@ class _Block:
     and the device, which learns one beat at a time, never allocates it.
     """
 
-    __slots__ = ("E", "G", "Hw", "S", "T", "m", "rows")
+    __slots__ = ("E", "G", "Hw", "S", "Sdiag", "T", "m", "rows")
 
     def __init__(self, L: int, K: int, m: int) -> None:
         self.m = m
         self.G = Operand(np.empty((L, m), order="F"))  # P H^T, then G R^-1
         self.S = Operand(np.empty((m, m), order="F"))  # H P H^T + W^-1, then R, then R^-1
+        self.Sdiag = np.einsum("ii->i", self.S.a)  # a writable view of the diagonal
         self.E = Operand(np.empty((m, K), order="F"))  # T - H beta, then S^-1 (T - H beta)
         self.T = Operand(np.empty((m, K), order="F"))  # W T
         self.Hw = Operand(np.empty((L, m), order="F"))  # (W^1/2 H)^T
@@ -487,7 +488,7 @@ class OSELM:
         Ht = Operand(np.ascontiguousarray(H).T)  # (L, m): column-major view of the row-major block
         _symm(1.0, ops.P, Ht, 0.0, G)  # G = P H^T
         _gemm(True, 1.0, Ht, G, 0.0, S)  # S = H P H^T (+ W^-1 below)
-        S.a.flat[:: m + 1] += 1.0 / w
+        blk.Sdiag += 1.0 / w
         if _potrf(S) != 0:  # S = R^T R, R in S's upper triangle
             raise LearnerError("block update is not positive definite (non-finite inputs?)")
         _gemm(True, -1.0, Ht, ops.beta, 0.0, E)  # E = T - H beta
