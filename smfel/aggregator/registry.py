@@ -7,9 +7,10 @@ and ``revoke`` disables the node and every key it had. Keys are never deleted, s
 auditable, and every change is handed to ``on_event`` (the service appends it to the ledger) inside
 the same SQLite transaction: if the ledger refuses the event, the change is rolled back.
 
-The verification pipeline calls :meth:`Registry.lookup` for each update. It reads an in-memory
-copy refreshed when SQLite's ``PRAGMA data_version`` says another connection (the CLI in another
-process) committed, so a revocation takes effect on the next update without a restart.
+The verification pipeline reads keys from :meth:`Registry.snapshot`, once per update or once per
+batch of queued updates: an in-memory copy refreshed when SQLite's ``PRAGMA data_version`` says
+another connection (the CLI in another process) committed, so a revocation takes effect on the
+next update (or batch) without a restart.
 """
 
 from __future__ import annotations
