@@ -4,8 +4,9 @@ The agent learns one beat at a time: a rank-one RLS update on a few hundred hidd
 microseconds of work, and OpenBLAS's worker threads waking and spinning for each call cost a
 thousand times more on a small board (measured here: 15 ms instead of 0.15 ms per beat on two
 shared cores). ``OPENBLAS_NUM_THREADS=1`` only works before numpy loads the library, so this
-module calls ``openblas_set_num_threads`` in every OpenBLAS the process has mapped (numpy and
-scipy each bring their own), as threadpoolctl does, without the dependency.
+module calls ``openblas_set_num_threads`` in every OpenBLAS the process has mapped (numpy's, which
+the learner calls too, and scipy's where the learner falls back to scipy's wrappers), as
+threadpoolctl does, without the dependency.
 """
 
 from __future__ import annotations
