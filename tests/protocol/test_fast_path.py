@@ -31,7 +31,7 @@ from smfel.agent.protocol import (
     parse_update,
 )
 from smfel.agent.protocol import parse as parse_module
-from smfel.agent.protocol._base import digest
+from smfel.agent.protocol._base import _HEADERS, _MAX_HEADERS, digest
 from smfel.agent.protocol._canonical import envelope_bytes, signed_bytes_if_canonical
 from smfel.agent.protocol._fields import canonical_base64_tail
 from tests.protocol.test_envelopes import GOLDEN_UPDATE
@@ -114,6 +114,29 @@ def test_digest_equals_arrays_digest(arrays: dict[str, Any], transpose: bool) ->
     if transpose:  # non-contiguous views take the copying path
         arrays = {n: a.T for n, a in arrays.items()}
     assert digest(arrays) == arrays_digest(arrays)
+
+
+def test_digest_headers_are_kept_per_layout_and_bounded() -> None:
+    values = np.arange(6.0).reshape(3, 2)
+    # One layout after another, each hashed twice (written, then read from the table): byte
+    # orders that share a header, dtypes and shapes that do not.
+    layouts: list[dict[str, Any]] = [
+        {"beta": values.astype("<f8")},
+        {"beta": values.astype(">f8")},
+        {"beta": values.astype("<f4")},
+        {"beta": values.astype("<i8")},
+        {"beta": values.T.astype("<f8")},
+        {"beta": values.reshape(6).astype("<f8")},
+        {"beta": values.astype("<f8"), "class_counts": np.arange(2)},
+    ]
+    for arrays in layouts + layouts:
+        assert digest(arrays) == digest(arrays) == arrays_digest(arrays)
+    assert len({digest(a) for a in layouts}) == len(layouts) - 1  # ">f8" is "<f8" on the wire
+    # Shapes come from the network: the table never holds more than its bound.
+    for n in range(_MAX_HEADERS + 20):
+        arrays = {"x": np.zeros(n)}
+        assert digest(arrays) == arrays_digest(arrays)
+        assert 0 < len(_HEADERS) <= _MAX_HEADERS
 
 
 @given(st.binary(min_size=0, max_size=40), st.data())

@@ -133,36 +133,51 @@ def stamp(now: dt.datetime | None, nonce: str | None) -> tuple[str, str]:
     return ts, n
 
 
-_WIRE_DTYPES: dict[np.dtype[Any], tuple[np.dtype[Any], str]] = {}
+#: (header bytes, the little-endian dtype of each array in name order) of one layout.
+_Header = tuple[bytes, tuple[np.dtype[Any], ...]]
+#: Headers by layout, (name, dtype, shape) of every array in name order: a receiver hashes
+#: arrays of the same few layouts all day. Shapes come from the network, so the table is
+#: emptied when it reaches :data:`_MAX_HEADERS` entries.
+_HEADERS: dict[tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...], _Header] = {}
+_MAX_HEADERS = 256
 
 
-def _wire_dtype(dtype: np.dtype[Any]) -> tuple[np.dtype[Any], str]:
-    """(little-endian dtype, its JSON string in the digest header), computed once per dtype."""
-    got = _WIRE_DTYPES.get(dtype)
-    if got is None:
-        le = dtype.newbyteorder("<")  # "|" dtypes keep "|"
-        got = _WIRE_DTYPES[dtype] = (le, json_string(le.str))
-    return got
+def _header(layout: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]) -> _Header:
+    """The header as ``canonical_json`` writes ``{name: {"dtype", "shape"}}``, without building
+    an encoder, and each array's little-endian dtype (``"|"`` dtypes keep ``"|"``)."""
+    parts: list[str] = []
+    wire: list[np.dtype[Any]] = []
+    for name, dtype, shape in layout:
+        le = dtype.newbyteorder("<")
+        dims = ",".join([int.__repr__(s) for s in shape])
+        parts.append(f'{json_string(name)}:{{"dtype":{json_string(le.str)},"shape":[{dims}]}}')
+        wire.append(le)
+    return ("{" + ",".join(parts) + "}").encode("utf-8"), tuple(wire)
 
 
 def digest(arrays: Mapping[str, NDArray[Any]]) -> str:
     """:func:`~smfel.agent.codec.arrays_digest`, hashing each array's buffer in place: the
     arrays the parser decodes are already little-endian and C-ordered, so the copy
-    ``le_bytes`` makes is skipped (512 KB for one 256 x 256 ``U``). The header is written
-    as ``canonical_json`` writes it, without building an encoder."""
-    header: list[str] = []
-    wire: list[NDArray[Any]] = []
+    ``le_bytes`` makes is skipped (512 KB for one 256 x 256 ``U``). The header is written once
+    per layout of the arrays (:data:`_HEADERS`)."""
+    values: list[NDArray[Any]] = []
+    layout: list[tuple[str, np.dtype[Any], tuple[int, ...]]] = []
     for n in sorted(arrays):
         a = arrays[n]
-        le, dtype = _wire_dtype(a.dtype)
-        shape = ",".join([int.__repr__(s) for s in a.shape])
-        header.append(f'{json_string(n)}:{{"dtype":{dtype},"shape":[{shape}]}}')
-        if a.dtype != le or not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a, dtype=le)
-        wire.append(a)
-    h = hashlib.sha256(("{" + ",".join(header) + "}").encode("utf-8"))
-    for w in wire:
-        h.update(w.data)
+        values.append(a)
+        layout.append((n, a.dtype, a.shape))
+    key = tuple(layout)
+    header = _HEADERS.get(key)
+    if header is None:
+        if len(_HEADERS) >= _MAX_HEADERS:
+            _HEADERS.clear()
+        header = _HEADERS[key] = _header(key)
+    text, wire_dtypes = header
+    h = hashlib.sha256(text)
+    for a, le in zip(values, wire_dtypes):  # noqa: B905 (one dtype per array by construction)
+        h.update(
+            (a if a.dtype == le and a.flags.c_contiguous else np.ascontiguousarray(a, le)).data
+        )
     return "sha256:" + h.hexdigest()
 
 
