@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,6 +30,15 @@ __all__ = ["KINDS", "Update", "UpdateKind"]
 
 UpdateKind = Literal["stats", "beta"]
 KINDS: tuple[UpdateKind, ...] = ("stats", "beta")
+#: The readers' pattern tests, for the inline checks of ``Update.from_obj``.
+_node_id = f.NODE_ID.fullmatch
+_hash = f.HASH.fullmatch
+_nonce = f.NONCE.fullmatch
+_key_id = f.KEY_ID.fullmatch
+#: Exactly the strings ``_fields.get_signature`` accepts: the canonical base64 of 64 bytes is
+#: 21 groups of 4 characters for 63 bytes, then one character, then one whose low four bits
+#: (unused) are zero, then ``==``.
+_signature = re.compile(r"[A-Za-z0-9+/]{85}[AQgw]==").fullmatch
 _ARRAYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # kind -> (required arrays, optional arrays)
     "stats": (frozenset({"U", "V", "class_counts"}), frozenset()),
@@ -215,24 +225,58 @@ class Update(SignedEnvelope):
             raise f.fail(f"kind must be one of {KINDS}, got {kind!r:.40}")
         # The readers check every field in ``__post_init__``'s way, in the documented order;
         # then what ``__post_init__`` adds (the arrays a kind carries, a read-only mapping).
-        fields: dict[str, Any] = {
-            "node_id": f.get_str(obj, "node_id", f.NODE_ID, "1-64 of [A-Za-z0-9._-]"),
-            "round": f.get_int(obj, "round"),
-            "kind": kind,
-            "model_hash": f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>"),
-            "n_samples": f.get_int(obj, "n_samples"),
-            "local_accuracy": f.get_optional_float(obj, "local_accuracy"),
-            "arrays": f.get_arrays(obj, limits),
-            "weights_hash": f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>"),
-            "timestamp": f.get_time(obj, "timestamp"),
-            "nonce": f.get_str(obj, "nonce", f.NONCE, "32 hex digits"),
-            "key_id": f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>"),
-            "signature": f.get_signature(obj),
-        }
+        # A field is first tested inline with the reader's own test (a receiver reads
+        # thousands of updates a second, and the calls cost more than the tests); any value
+        # that does not pass goes to the reader, which refuses it with its reason or, for a
+        # subclass of the expected type, takes it as before.
+        node_id = obj["node_id"]
+        if type(node_id) is not str or not _node_id(node_id):
+            node_id = f.get_str(obj, "node_id", f.NODE_ID, "1-64 of [A-Za-z0-9._-]")
+        rnd = obj["round"]
+        if type(rnd) is not int or not 0 <= rnd <= f.MAX_INT:
+            rnd = f.get_int(obj, "round")
+        model_hash = obj["model_hash"]
+        if type(model_hash) is not str or not _hash(model_hash):
+            model_hash = f.get_str(obj, "model_hash", f.HASH, "sha256:<64 hex>")
+        n_samples = obj["n_samples"]
+        if type(n_samples) is not int or not 0 <= n_samples <= f.MAX_INT:
+            n_samples = f.get_int(obj, "n_samples")
+        accuracy = obj["local_accuracy"]
+        if accuracy is not None and type(accuracy) is not float:
+            accuracy = f.get_optional_float(obj, "local_accuracy")
+        arrays = f.get_arrays(obj, limits)
+        weights_hash = obj["weights_hash"]
+        if type(weights_hash) is not str or not _hash(weights_hash):
+            weights_hash = f.get_str(obj, "weights_hash", f.HASH, "sha256:<64 hex>")
+        timestamp = f.get_time(obj, "timestamp")
+        nonce = obj["nonce"]
+        if type(nonce) is not str or not _nonce(nonce):
+            nonce = f.get_str(obj, "nonce", f.NONCE, "32 hex digits")
+        kid = obj["key_id"]
+        if type(kid) is not str or not _key_id(kid):
+            kid = f.get_str(obj, "key_id", f.KEY_ID, "ed25519:<32 hex>")
+        signature = obj["signature"]
+        if type(signature) is not str or not _signature(signature):
+            signature = f.get_signature(obj)
         # ``get_arrays`` gives read-only, C-contiguous, native-order arrays: frozen already.
-        check_update_arrays(kind, fields["arrays"])
-        fields["arrays"] = MappingProxyType(fields["arrays"])
-        return cls._from_checked(fields)
+        check_update_arrays(kind, arrays)
+        # The envelope without ``__init__``, whose ``__post_init__`` would run each of those
+        # checks again (as ``SignedEnvelope._from_checked``, without the dict of fields).
+        env = object.__new__(cls)
+        put = object.__setattr__
+        put(env, "node_id", node_id)
+        put(env, "round", rnd)
+        put(env, "kind", kind)
+        put(env, "model_hash", model_hash)
+        put(env, "n_samples", n_samples)
+        put(env, "local_accuracy", accuracy)
+        put(env, "arrays", MappingProxyType(arrays))
+        put(env, "weights_hash", weights_hash)
+        put(env, "timestamp", timestamp)
+        put(env, "nonce", nonce)
+        put(env, "key_id", kid)
+        put(env, "signature", signature)
+        return env
 
     def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
         return self.weights_hash, self.arrays
