@@ -52,6 +52,28 @@ def test_a_good_update_is_accepted(registry: Registry, hidden: HiddenLayer) -> N
     np.testing.assert_array_equal(acc.U, lr.statistics().U)
 
 
+def test_accepted_arrays_are_the_parsed_ones_and_stay_immutable(
+    registry: Registry, hidden: HiddenLayer
+) -> None:
+    """The verified update keeps the parser's arrays (read-only views of the decoded bytes)
+    without a copy; nothing can write to them or make them writeable."""
+    key = enrol(registry, "a")
+    lr = learner(hidden, 1)
+    acc = _verifier(registry).verify(_payload(stats_update(key, "a", 4, lr)), round=4)
+    for name, a in acc.arrays.items():
+        owner: object = a
+        while isinstance(owner, np.ndarray):
+            owner = owner.base
+        assert type(owner) is bytes, name  # a view of the decoded bytes, not a copy
+        assert not a.flags.writeable
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
+        with pytest.raises(ValueError, match="read-only"):
+            a[...] = 0
+    np.testing.assert_array_equal(acc.U, lr.statistics().U)
+    np.testing.assert_array_equal(acc.class_counts, lr.statistics().class_counts)
+
+
 def _resign(env: dict[str, Any], key: Ed25519PrivateKey, **changes: Any) -> dict[str, Any]:
     body = {k: v for k, v in env.items() if k not in ("signature", "key_id")}
     body.update(changes)

@@ -95,6 +95,57 @@ def test_inputs_not_mutated(name: str) -> None:
         next(iter(ups[0].arrays.values()))[...] = 0
 
 
+def _as_parsed(u: AcceptedUpdate) -> AcceptedUpdate:
+    """``u`` with its arrays as the parser decodes them: read-only views of ``bytes``."""
+    arrays = {n: np.frombuffer(a.tobytes(), a.dtype).reshape(a.shape) for n, a in u.arrays.items()}
+    return AcceptedUpdate(u.node_id, u.round, u.kind, u.n_samples, u.update_hash, arrays)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parsed_arrays_are_kept_and_never_written(name: str) -> None:
+    s = _strategy(name)
+    copied = _updates(s)
+    ups = [_as_parsed(u) for u in copied]
+    for u in ups:
+        again = AcceptedUpdate(u.node_id, u.round, u.kind, u.n_samples, u.update_hash, u.arrays)
+        for n, a in u.arrays.items():
+            assert again.arrays[n] is a  # kept as they are: no copy
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                a.flags.writeable = True
+    before = _snapshot(ups)
+    prev = s.aggregate(ups, None)
+    assert prev is not None
+    s.aggregate(ups, prev)
+    assert _snapshot(ups) == before
+    want = s.aggregate(copied, None)
+    assert want is not None
+    assert prev.beta.tobytes() == want.beta.tobytes()
+
+
+def test_arrays_anyone_could_write_to_are_copied() -> None:
+    values = np.arange(6.0).reshape(3, 2)
+    owned = values.copy()
+    owned.flags.writeable = False  # its owner may set the flag again
+    over_bytearray = np.frombuffer(bytearray(values.tobytes())).reshape(3, 2)
+    over_bytearray.flags.writeable = False
+    cases = {
+        "writeable": values.copy(),
+        "read-only, owning its memory": owned,
+        "read-only view of a bytearray": over_bytearray,
+        "view of bytes, float32": np.frombuffer(values.astype(np.float32).tobytes(), np.float32),
+        "view of bytes, big-endian": np.frombuffer(values.astype(">f8").tobytes(), ">f8"),
+        "view of bytes, not contiguous": np.frombuffer(values.tobytes()).reshape(3, 2)[:, ::2],
+    }
+    for case, a in cases.items():
+        u = AcceptedUpdate("n", 1, "beta", 10, "h", {"beta": a})
+        kept = u.arrays["beta"]
+        assert not np.shares_memory(kept, a), case
+        assert kept.dtype == np.float64 and kept.flags.c_contiguous, case
+        np.testing.assert_array_equal(kept, a, err_msg=case)
+        with pytest.raises(ValueError, match="read-only"):
+            kept[...] = 0
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_permutation_invariant(name: str) -> None:
     s = _strategy(name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,13 +37,35 @@ UpdateKind = Literal["stats", "beta"]
 UPDATE_KINDS: tuple[UpdateKind, ...] = ("stats", "beta")
 
 F64 = NDArray[np.float64]
+_FLOAT64: np.dtype[Any] = np.dtype(np.float64)
+_INT64: np.dtype[Any] = np.dtype(np.int64)
+#: The arrays each kind of update carries, and their dtypes.
+_NEEDS: dict[str, tuple[str, ...]] = {"stats": ("U", "V", "class_counts"), "beta": ("beta",)}
+_DTYPES = {"U": _FLOAT64, "V": _FLOAT64, "class_counts": _INT64, "beta": _FLOAT64}
 
 
 class AggregationError(SmfelError, ValueError):
     """Updates that cannot be aggregated together (mixed kinds or shapes)."""
 
 
-def _frozen(a: NDArray[np.generic], dtype: type) -> NDArray[np.generic]:
+def _over_bytes(a: NDArray[np.generic]) -> bool:
+    """Whether ``a`` is a read-only view of a ``bytes`` object: nobody can write to its
+    elements (numpy refuses to make such a view writeable, and ``bytes`` never change)."""
+    if a.flags.writeable:
+        return False
+    base: object = a.base
+    while type(base) is np.ndarray:
+        base = base.base
+    return type(base) is bytes
+
+
+def _frozen(a: NDArray[np.generic], dtype: np.dtype[Any]) -> NDArray[np.generic]:
+    """``a`` as an immutable C-ordered array of ``dtype``: as it is when it is one already (a
+    view of immutable bytes, which is what the parser decodes: 8 KB not copied per ``beta``
+    update at L = 256), else a read-only copy (a read-only array that owns its memory is
+    copied too, since its owner may make it writeable again)."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and _over_bytes(a):
+        return a
     out: NDArray[np.generic] = np.array(a, dtype=dtype, copy=True)
     out.flags.writeable = False
     return out
@@ -54,7 +76,8 @@ class AcceptedUpdate:
     """One verified update, reduced to what aggregation needs.
 
     ``stats`` updates carry ``U`` (L, L), ``V`` (L, K) and ``class_counts`` (K,); ``beta``
-    updates carry ``beta`` (L, K). The arrays are copied and made read-only on construction.
+    updates carry ``beta`` (L, K). The arrays are immutable: one that is already a read-only
+    view of ``bytes`` of the right dtype (the parser's) is kept, any other is copied read-only.
     """
 
     node_id: str
@@ -67,14 +90,15 @@ class AcceptedUpdate:
     def __post_init__(self) -> None:
         if self.kind not in UPDATE_KINDS:
             raise AggregationError(f"kind must be one of {UPDATE_KINDS}, got {self.kind!r}")
-        need = ("U", "V", "class_counts") if self.kind == "stats" else ("beta",)
-        missing = [n for n in need if n not in self.arrays]
-        if missing:
-            raise AggregationError(f"a {self.kind} update needs arrays {need}, missing {missing}")
-        frozen = {
-            n: _frozen(self.arrays[n], np.int64 if n == "class_counts" else np.float64)
-            for n in need
-        }
+        need, arrays = _NEEDS[self.kind], self.arrays
+        frozen: dict[str, NDArray[np.generic]] = {}
+        for n in need:
+            if n not in arrays:
+                missing = [m for m in need if m not in arrays]
+                raise AggregationError(
+                    f"a {self.kind} update needs arrays {need}, missing {missing}"
+                )
+            frozen[n] = _frozen(arrays[n], _DTYPES[n])
         object.__setattr__(self, "arrays", frozen)
 
     @property
@@ -114,13 +138,13 @@ class GlobalState:
     reputation: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "beta", _frozen(self.beta, np.float64))
+        object.__setattr__(self, "beta", _frozen(self.beta, _FLOAT64))
         for name in ("U", "V"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _frozen(value, np.float64))
+                object.__setattr__(self, name, _frozen(value, _FLOAT64))
         if self.class_counts is not None:
-            object.__setattr__(self, "class_counts", _frozen(self.class_counts, np.int64))
+            object.__setattr__(self, "class_counts", _frozen(self.class_counts, _INT64))
         object.__setattr__(self, "weights", dict(self.weights))
         object.__setattr__(self, "reputation", dict(self.reputation))
 
