@@ -53,6 +53,37 @@ except ImportError:  # PyNaCl is only a dependency where libsodium wheels exist
 else:
     _HAVE_SODIUM = True
 
+
+def _load_verify_detached() -> Any:
+    """libsodium's ``crypto_sign_verify_detached`` from PyNaCl's own library, or ``None``.
+
+    PyNaCl binds only ``crypto_sign_open``, which takes the signature and the message joined
+    and writes the message back out: for an 11 KB update, a join, a zeroed buffer and a copy of
+    11 KB each, beside the check itself. Its library exports the detached check that
+    ``crypto_sign_open`` runs (the same function of libsodium, so the same rules); it is
+    called through ``ctypes`` where the symbol is found, and ``crypto_sign_open`` is used where
+    it is not (a build that does not export it, a platform without ``ctypes``)."""
+    try:
+        import ctypes
+
+        import nacl._sodium  # type: ignore[import-not-found, unused-ignore]
+
+        fn = ctypes.CDLL(nacl._sodium.__file__).crypto_sign_verify_detached
+    except (ImportError, OSError, AttributeError):
+        return None
+    # int crypto_sign_verify_detached(const unsigned char *sig, const unsigned char *m,
+    #                                 unsigned long long mlen, const unsigned char *pk)
+    fn.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+#: ``crypto_sign_verify_detached(signature, message, len(message), public_key)``, 0 when the
+#: signature holds; ``None`` where only ``crypto_sign_open`` is available. ``verify_raw``
+#: calls ``_verify_detached``, which the tests also set to ``None`` to run the fallback.
+_LOADED_VERIFY_DETACHED: Any = _load_verify_detached() if _HAVE_SODIUM else None
+_verify_detached: Any = _LOADED_VERIFY_DETACHED
+
 #: Found without importing it: importing costs the memory this module exists to save.
 _HAVE_OPENSSL = importlib.util.find_spec("cryptography") is not None
 
@@ -364,6 +395,9 @@ def verify_raw(
     ):
         return False
     if backend == "sodium":
+        if _verify_detached is not None:
+            message = data if type(data) is bytes else bytes(data)
+            return bool(_verify_detached(bytes(signature), message, len(message), key._raw) == 0)
         try:
             crypto_sign_open(bytes(signature) + data, key._raw)
         except BadSignatureError:

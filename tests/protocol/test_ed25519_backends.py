@@ -6,7 +6,8 @@ of a signature flipped, bits of the message and of the key flipped, the wrong ke
 and the signatures that only the small-order rules refuse, which bare OpenSSL accepts (shown
 here, so the added checks are seen to matter). The comparison runs when PyNaCl is installed;
 the strict rules of the OpenSSL path are checked either way. Bare OpenSSL is ``cryptography``'s
-own key class, used on purpose.
+own key class, used on purpose. libsodium is reached by its detached check where PyNaCl's library
+exports it and by ``crypto_sign_open`` otherwise: every test runs with each.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import sys
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519 as openssl
@@ -40,6 +42,18 @@ needs_sodium = pytest.mark.skipif(not HAVE_SODIUM, reason="PyNaCl is not install
 PUB = KEY.public_key()
 A = public_key_raw(PUB)
 IDENTITY = (1).to_bytes(32, "little")
+
+
+@pytest.fixture(autouse=True, params=["verify_detached", "crypto_sign_open"])
+def sodium_routine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs each test with libsodium's detached check and with the ``crypto_sign_open``
+    fallback (the only routine where the detached one is not found)."""
+    if request.param == "crypto_sign_open":
+        monkeypatch.setattr(keys, "_verify_detached", None)
+    elif keys._verify_detached is None:
+        pytest.skip("libsodium's detached check is not found here (see test_the_detached_...)")
+    routine: str = request.param
+    return routine
 
 
 def _secret_scalar(seed: bytes) -> int:
@@ -91,6 +105,9 @@ def test_valid_signatures_verify_with_every_backend(size: int) -> None:
     signature = KEY.sign(message)
     assert _verdicts(PUB, message, signature) == {True}
     assert verify_raw(PUB, message, signature)
+    # Other bytes-like objects are taken as before (the detached check is given bytes).
+    assert verify_raw(PUB, memoryview(message), bytearray(signature))  # type: ignore[arg-type]
+    assert verify_raw(PUB, bytearray(message), memoryview(signature))  # type: ignore[arg-type]
 
 
 @needs_sodium
@@ -187,3 +204,50 @@ def test_the_parser_refuses_a_small_order_r_as_a_bad_signature() -> None:
     with pytest.raises(Rejected) as info:
         parse_update(wire, public_key=PUB, now=NOW)
     assert info.value.reason is Reason.BAD_SIGNATURE
+
+
+@needs_sodium
+def test_the_detached_check_is_found_where_pynacl_exports_it() -> None:
+    # The manylinux wheels of PyNaCl export libsodium's symbols; elsewhere the fallback runs.
+    if sys.platform == "linux":
+        assert keys._LOADED_VERIFY_DETACHED is not None
+
+
+def _sodium_verdicts(key: bytes, message: bytes, signature: bytes) -> tuple[bool, bool]:
+    """(detached check, ``crypto_sign_open``) on raw bytes, without the checks done here."""
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError
+
+    detached = keys._LOADED_VERIFY_DETACHED(signature, message, len(message), key) == 0
+    try:
+        crypto_sign_open(signature + message, key)
+    except BadSignatureError:
+        return detached, False
+    return detached, True
+
+
+@pytest.mark.skipif(
+    not HAVE_SODIUM or keys._LOADED_VERIFY_DETACHED is None,
+    reason="libsodium's detached check is not found here",
+)
+def test_libsodium_checks_the_same_rules_detached_and_in_crypto_sign_open() -> None:
+    """Without the checks ``verify_raw`` adds in front (S < L, small orders, canonical key),
+    both libsodium routines refuse the same signatures: they run one check."""
+    rng = random.Random(5)
+    message = rng.randbytes(200)
+    good = KEY.sign(message)
+    s = int.from_bytes(good[32:], "little")
+    h = int.from_bytes(hashlib.sha512(IDENTITY + A + message).digest(), "little") % L
+    cases = [
+        (A, message, good, True),
+        (A, message + b"x", good, False),
+        (A, message, good[:32] + (s + L).to_bytes(32, "little"), False),
+        (A, message, IDENTITY + (h * _secret_scalar(SEED) % L).to_bytes(32, "little"), False),
+        (IDENTITY, message, A + (_secret_scalar(SEED) % L).to_bytes(32, "little"), False),
+    ]
+    cases += [(A, message, _flip(good, bit), False) for bit in range(0, 512, 7)]
+    cases += [(_flip(A, bit), message, good, False) for bit in range(0, 256, 9)]
+    cases += [(y.to_bytes(32, "little"), message, good, False) for y in range(P, P + 19)]
+    cases += [(A, message, rng.randbytes(64), False) for _ in range(50)]
+    for key, m, signature, valid in cases:
+        assert _sodium_verdicts(key, m, signature) == (valid, valid)
