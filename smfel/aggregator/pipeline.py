@@ -211,17 +211,15 @@ class Verifier:
             raise reject(Reason.BAD_SHAPE, f"this round takes {self.kind} updates, not {upd.kind}")
         if upd.kind == "stats":
             self._check_statistics(upd, reject)
-        arrays = {
-            n: upd.arrays[n]
-            for n in (("U", "V", "class_counts") if upd.kind == "stats" else ("beta",))
-        }
+        # ``AcceptedUpdate`` keeps the arrays its kind needs (a ``beta`` update's optional
+        # ``class_counts`` is dropped), as the parser's read-only views of the decoded bytes.
         return AcceptedUpdate(
             node_id=upd.node_id,
             round=round,
             kind=upd.kind,
             n_samples=upd.n_samples,
             update_hash=uh,
-            arrays=arrays,
+            arrays=upd.arrays,
         )
 
     def _check_statistics(self, upd: Update, reject: Callable[[Reason, str], Rejected]) -> None:

@@ -213,9 +213,23 @@ def test_beta_updates_and_wrong_kind(registry: Registry, hidden: HiddenLayer) ->
     )
     acc = _verifier(registry, "beta").verify(_payload(env), round=2)
     np.testing.assert_array_equal(acc.beta, lr.beta_)
+    assert set(acc.arrays) == {"beta"}
     with pytest.raises(Rejected) as info:
         _verifier(registry, "stats").verify(_payload(env), round=2)
     assert info.value.reason is Reason.BAD_SHAPE
+    # The optional class counts of a beta update are checked, then left out of what is kept.
+    counts = np.array([100, 10, 6, 4], dtype=np.int64)
+    env = wire.update(
+        key,
+        node_id="a",
+        round=2,
+        kind="beta",
+        n_samples=120,
+        arrays={"beta": lr.beta_, "class_counts": counts},
+    )
+    acc = _verifier(registry, "beta").verify(_payload(env), round=2)
+    assert set(acc.arrays) == {"beta"}
+    np.testing.assert_array_equal(acc.beta, lr.beta_)
 
 
 def test_arrays_with_a_forbidden_dtype_are_refused(registry: Registry) -> None:
