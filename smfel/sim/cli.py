@@ -177,8 +177,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     test = _records(args.test) if args.test else list(DS2)
     params = {"hidden": args.hidden, "C": args.C, "seed": args.seed}
     try:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
         if args.cv:
-            res = cross_validate(args.data, train, args.beats, **params)
+            seeds = list(range(args.seed, args.seed + args.seeds)) if args.seeds > 1 else None
+            res = cross_validate(args.data, train, args.beats, seeds=seeds, **params)
             print(f"leave-one-patient-out cross-validation on {len(train)} records", flush=True)
         else:
             res = evaluate(args.data, train, test, args.beats, **params)
@@ -214,6 +217,13 @@ def _add_evaluation_commands(sub: Any) -> None:
     p.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN, help="hidden units L")
     p.add_argument("--C", type=float, default=DEFAULT_C, help="ridge parameter C")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="hidden layer seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --cv: repeat with N hidden-layer seeds from --seed and report the mean",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_evaluate)
 

@@ -30,14 +30,13 @@ def test_class_weights_lift_rare_classes_then_damp_fusion_beats() -> None:
     # the total weight of a class grows as its count to the power 1 - CLASS_WEIGHT_POWER.
     assert w[1] > w[2] > w[0]
     assert 0.0 < CLASS_WEIGHT_POWER <= 1.0
-    for k in (1, 2):
+    # ... then each class's factor scales it (the N class has none).
+    assert "N" not in CLASS_WEIGHT_FACTORS
+    for k in (1, 2, 3):
+        f = CLASS_WEIGHT_FACTORS.get(DEFAULT_CLASSES[k], 1.0)
         assert total[k] / total[0] == pytest.approx(
-            (counts[k] / counts[0]) ** (1 - CLASS_WEIGHT_POWER)
+            f * (counts[k] / counts[0]) ** (1 - CLASS_WEIGHT_POWER)
         )
-    f = CLASS_WEIGHT_FACTORS.get("F", 1.0)
-    assert total[3] / total[0] == pytest.approx(
-        f * (counts[3] / counts[0]) ** (1 - CLASS_WEIGHT_POWER)
-    )
     # An absent class keeps weight 1 (times its factor), so the vector is always usable.
     assert np.isfinite(default_class_weights([10, 0, 5, 0])).all()
     with pytest.raises(ValueError, match="4 classes but 3 counts"):

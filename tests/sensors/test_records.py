@@ -108,3 +108,19 @@ def test_evaluate_names_missing_records(mitdb: Path) -> None:
     res = _cli("evaluate", "--data", str(mitdb))  # DS2 is not in the folder
     assert res.returncode != 0
     assert "records not found: 100, 103" in res.stderr
+
+
+def test_evaluate_cv_with_several_seeds(mitdb: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cv.json"
+    res = _cli(
+        "evaluate", "--data", str(mitdb), "--train", "101,106,119", "--cv",
+        "--beats", "annotated", "--hidden", "20", "--seed", "3", "--seeds", "2",
+        "--json", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "mean of 2 hidden-layer seeds" in res.stdout
+    doc = json.loads(out.read_text())
+    assert doc["seed"] == 3
+    assert [r["seed"] for r in doc["seeds"]["runs"]] == [3, 4]
+    bad = _cli("evaluate", "--data", str(mitdb), "--train", "101,106", "--cv", "--seeds", "0")
+    assert bad.returncode != 0 and "--seeds must be at least 1, got 0" in bad.stderr
