@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,16 +45,6 @@ class SignedEnvelope:
     def from_obj(cls, obj: Mapping[str, Any], limits: Limits) -> SignedEnvelope:
         """Build from a decoded JSON object whose schema and field set were checked."""
         raise NotImplementedError
-
-    @classmethod
-    def _from_checked(cls, fields: dict[str, Any]) -> Self:
-        """The envelope of ``fields`` that ``from_obj`` has just read with the strict readers,
-        without ``__init__``, whose ``__post_init__`` would run each of those checks again.
-        ``from_obj`` gives every field and runs the checks ``__post_init__`` adds to them."""
-        env = object.__new__(cls)
-        for name, value in fields.items():
-            object.__setattr__(env, name, value)
-        return env
 
     def array_payload(self) -> tuple[str, Mapping[str, NDArray[Any]]] | None:
         """(weights_hash, arrays) for envelopes that carry arrays, else ``None``."""
