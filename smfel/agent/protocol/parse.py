@@ -148,6 +148,30 @@ def verify_signature(envelope: SignedEnvelope, public_key: Ed25519PublicKey) -> 
 _DATA_MEMBER = b'"data":"'
 
 
+def _cut_data_strings(data: bytes) -> tuple[list[memoryview], list[str], int] | None:
+    """``data`` split around its arrays' ``data`` strings: the pieces between them (each up to
+    and with the opening quote, so joined they spell ``"data":""``), the strings, and their
+    total length; ``None`` when a string is unterminated or not ASCII."""
+    view = memoryview(data)
+    pieces: list[memoryview] = []
+    strings: list[str] = []
+    start = cut = 0
+    while (i := data.find(_DATA_MEMBER, start)) >= 0:
+        begin = i + len(_DATA_MEMBER)
+        end = data.find(b'"', begin)
+        if end < 0:
+            return None
+        try:
+            strings.append(str(view[begin:end], "ascii"))
+        except UnicodeDecodeError:
+            return None
+        pieces.append(view[start:begin])
+        cut += end - begin
+        start = end
+    pieces.append(view[start:])
+    return pieces, strings, cut
+
+
 def _load_without_data(data: bytes, limits: Limits) -> dict[str, Any] | None:
     """The JSON object of a canonical payload whose arrays' ``data`` strings are cut out
     before the JSON scan and put back after it (the scan costs about as much per character as
@@ -158,26 +182,11 @@ def _load_without_data(data: bytes, limits: Limits) -> dict[str, Any] | None:
     ``load_json(data)`` gives (a canonical encoding reads back to its object), and otherwise
     parses ``data`` in full, so every refusal keeps the reason and order of the full parse.
     """
-    if len(data) > limits.max_payload_bytes:
+    if len(data) > limits.max_payload_bytes or (cut := _cut_data_strings(data)) is None:
         return None
-    view = memoryview(data)
-    pieces: list[memoryview] = []
-    strings: list[str] = []
-    start = 0
-    while (i := data.find(_DATA_MEMBER, start)) >= 0:
-        begin = i + len(_DATA_MEMBER)
-        end = data.find(b'"', begin)
-        if end < 0:
-            return None
-        try:
-            strings.append(str(view[begin:end], "ascii"))
-        except UnicodeDecodeError:
-            return None
-        pieces.append(view[start:begin])  # up to and with the opening quote: "data":""
-        start = end
+    pieces, strings, _ = cut
     if not strings:
         return None
-    pieces.append(view[start:])
     try:
         obj = load_json(b"".join(pieces), limits)
     except Rejected:
@@ -258,25 +267,9 @@ def _update_from_template(data: bytes, limits: Limits) -> tuple[Update, bytes] |
     which gives the reason in the documented order. The signed bytes are the received bytes
     without the ``signature`` member, cut out where the skeleton found it.
     """
-    if len(data) > limits.max_payload_bytes:
+    if len(data) > limits.max_payload_bytes or (parts := _cut_data_strings(data)) is None:
         return None
-    view = memoryview(data)
-    pieces: list[memoryview] = []
-    strings: list[str] = []
-    start = cut = 0
-    while (i := data.find(_DATA_MEMBER, start)) >= 0:
-        begin = i + len(_DATA_MEMBER)
-        end = data.find(b'"', begin)
-        if end < 0:
-            return None
-        try:
-            strings.append(str(view[begin:end], "ascii"))
-        except UnicodeDecodeError:
-            return None
-        pieces.append(view[start:begin])
-        cut += end - begin
-        start = end
-    pieces.append(view[start:])
+    pieces, strings, cut = parts
     try:
         skeleton = str(b"".join(pieces), "ascii")
     except UnicodeDecodeError:
@@ -339,7 +332,8 @@ def _update_from_template(data: bytes, limits: Limits) -> tuple[Update, bytes] |
     # The signature member follows every data string, so its offset in ``data`` is its offset
     # in the skeleton plus the length of the strings cut out before it.
     sig_start, sig_end = m.start("signature_member") + cut, m.end("signature_member") + cut
-    return env, b"".join([view[:sig_start], view[sig_end:]])
+    view = memoryview(data)
+    return env, b"".join((view[:sig_start], view[sig_end:]))
 
 
 def _read(cls: type[E], data: bytes, obj: dict[str, Any], limits: Limits) -> tuple[E, bytes]:
