@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from smfel.agent.keys import (
     public_key_to_pem,
     verify_raw,
 )
+from tests.support.child import run_python
 
-REPO = Path(__file__).resolve().parents[2]
 OPENSSL = shutil.which("openssl")
 
 _CHILD = """
@@ -56,15 +55,8 @@ print(keys.BACKENDS[0], sorted({m.split(".")[0] for m in sys.modules} & {"crypto
 
 @pytest.mark.skipif("sodium" not in keys.BACKENDS, reason="PyNaCl is not installed here")
 def test_the_agent_signs_and_verifies_without_importing_cryptography(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path / "state")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert out.stdout.split("\n")[0] == "sodium ['nacl']"
+    out = run_python(_CHILD, str(tmp_path / "state"))
+    assert out.split("\n")[0] == "sodium ['nacl']"
 
 
 _WITHOUT_NACL = """
@@ -90,15 +82,8 @@ print(sorted(loaded & {"cryptography", "nacl"}))
 
 
 def test_without_pynacl_cryptography_does_the_work() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_NACL],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert out.stdout.split("\n")[0] == "['cryptography']"
+    out = run_python(_WITHOUT_NACL)
+    assert out.split("\n")[0] == "['cryptography']"
 
 
 def _openssl(*args: str, data: bytes | None = None) -> bytes:

@@ -3,16 +3,14 @@ parts of numpy a device does not need (``numpy.random`` alone is about 7 MB resi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from smfel.agent.bundle import write_bundle
 from smfel.agent.hidden import HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, public_key_raw
 from tests.inference.conftest import raw_features
+from tests.support.child import run_python
 
-REPO = Path(__file__).resolve().parents[2]
 WRITER_MODULES = ("tflite", "smfel.agent.tflite_writer", "smfel.agent.quantise")
 UNNEEDED_NUMPY = ("numpy.random", "numpy.ma")
 
@@ -39,20 +37,11 @@ def test_loading_and_running_a_bundle_does_not_import_the_writer(tmp_path: Path)
     layer = HiddenLayer.generate(24, 64, seed=3).with_scaling(X.mean(axis=0), X.std(axis=0))
     key = Ed25519PrivateKey.generate()
     write_bundle(tmp_path, layer, signing_key=key, calibration=X)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            str(tmp_path),
-            public_key_raw(key.public_key()).hex(),
-            *WRITER_MODULES,
-            *UNNEEDED_NUMPY,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=REPO,
+    out = run_python(
+        _CHILD,
+        str(tmp_path),
+        public_key_raw(key.public_key()).hex(),
+        *WRITER_MODULES,
+        *UNNEEDED_NUMPY,
     )
-    assert out.stdout.split() == ["none"]
+    assert out.split() == ["none"]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.child import run_python
+
 _ROOT = Path(__file__).resolve().parents[2]
 
 _REPORT = """
@@ -43,16 +45,7 @@ print(json.dumps({{
 
 
 def _child(env: dict[str, str], prelude: str = "") -> dict[str, object]:
-    code = _REPORT.format(prelude=prelude)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
-    report: dict[str, object] = json.loads(out.stdout)
+    report: dict[str, object] = json.loads(run_python(_REPORT.format(prelude=prelude), env=env))
     return report
 
 
@@ -66,15 +59,8 @@ def test_the_agent_service_does_not_import_scipy() -> None:
         "import sys, smfel.agent.daemon.service; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={**os.environ, "SMFEL_BLAS": ""},  # the default choice, whatever this run forces
-    )
-    assert out.stdout.strip() == "[]"
+    # SMFEL_BLAS empty: the default choice, whatever this run forces.
+    assert run_python(code, env={"SMFEL_BLAS": ""}).strip() == "[]"
 
 
 def test_the_learner_uses_numpy_openblas_and_maps_no_other() -> None:

@@ -1,1 +1,2 @@
-"""Test helpers: real peers (a Mosquitto broker) started by the tests."""
+"""Test helpers: real peers (a Mosquitto broker, PostgreSQL) and fresh interpreters started by the
+tests."""
