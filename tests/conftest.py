@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from smfel.sensors import DS1, missing_records
 from tests.support.broker import MosquittoBroker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mitdb() -> Path:
+    """The MIT-BIH folder: ``SMFEL_MITDB``, by default ``../shared/data/mitdb`` beside the
+    repository. A test that needs it fails (never skips) when a DS1 record is missing."""
+    path = Path(os.environ.get("SMFEL_MITDB", REPO.parent / "shared" / "data" / "mitdb"))
+    missing = missing_records(path, DS1)
+    if missing:
+        pytest.fail(f"MIT-BIH DS1 records {missing} not found in {path} (set SMFEL_MITDB)")
+    return path
 
 
 @pytest.fixture

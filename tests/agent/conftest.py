@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,6 @@ from smfel.agent.hidden import HiddenLayer
 from smfel.agent.keys import Ed25519PrivateKey, key_id
 from smfel.sensors.beats import N_FEATURES
 from smfel.sensors.records import load_record_beats
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def mitdb() -> Path:
-    path = Path(os.environ.get("SMFEL_MITDB", REPO.parent / "shared" / "data" / "mitdb"))
-    if not (path / "119.hea").is_file():
-        pytest.fail(f"MIT-BIH records not found at {path} (set SMFEL_MITDB)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +9,7 @@ import pytest
 
 from smfel.sim.evaluate import cross_validate, format_evaluation
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDS = ["101", "106", "119"]  # N beats everywhere, V beats in 106 and 119
-
-
-@pytest.fixture(scope="module")
-def mitdb() -> Path:
-    path = Path(os.environ.get("SMFEL_MITDB", REPO.parent / "shared" / "data" / "mitdb"))
-    if not (path / "101.hea").is_file():
-        pytest.fail(f"MIT-BIH records not found at {path} (set SMFEL_MITDB)")
-    return path
 
 
 @pytest.mark.mitdb
