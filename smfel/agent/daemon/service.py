@@ -348,6 +348,8 @@ class Agent:
                         if self._stop.is_set() or self._source is None:
                             return
         except Exception as err:  # a source that dies must not take the agent with it
+            if self._stop.is_set() or self._source is None:
+                return  # closed under the reader by a stop or a reload: not a failure
             log.error("ECG source failed: %s", err)
             self.state.source_error = f"{type(err).__name__}: {err}"
         finally:
